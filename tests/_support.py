@@ -1,0 +1,130 @@
+"""Test helpers: bounded waits, free ports, process cleanup, fd snapshots."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import psutil
+
+T = TypeVar("T")
+
+__all__ = [
+    "ProcessReaper",
+    "free_port",
+    "open_fds",
+    "wait_until",
+    "zombies_of",
+]
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 5.0, what: str = "condition") -> T:
+    """Poll ``predicate`` with backoff until it is truthy; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def free_port(family: int = socket.AF_INET, host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def open_fds() -> set[int]:
+    """This process's open file descriptors, from /proc."""
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+def zombies_of(pid: int) -> list[int]:
+    """Zombie children of ``pid``, read from /proc."""
+    try:
+        kids = psutil.Process(pid).children()
+    except psutil.NoSuchProcess:
+        return []
+    out = []
+    for kid in kids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if kid.status() == psutil.STATUS_ZOMBIE:
+                out.append(kid.pid)
+    return out
+
+
+class ProcessReaper:
+    """Ends every process a test registered, by pid or session id: TERM, a
+    deadline, then KILL.  Never by name."""
+
+    def __init__(self) -> None:
+        self.pids: set[int] = set()
+        self.sids: set[int] = set()
+
+    def add(self, pid: int) -> int:
+        self.pids.add(pid)
+        return pid
+
+    def add_session(self, sid: int) -> int:
+        self.sids.add(sid)
+        return sid
+
+    def _targets(self) -> set[int]:
+        targets = {p for p in self.pids if psutil.pid_exists(p)}
+        if self.sids:
+            for proc in psutil.process_iter(["pid"]):
+                with contextlib.suppress(OSError, psutil.Error):
+                    if os.getsid(proc.pid) in self.sids and proc.pid != os.getpid():
+                        targets.add(proc.pid)
+        return targets
+
+    def _alive(self, pids: set[int]) -> set[int]:
+        alive = set()
+        for pid in pids:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.add(pid)
+        return alive
+
+    def reap(self, timeout: float = 3.0) -> list[int]:
+        """End everything; returns the pids that needed KILL."""
+        targets = self._targets()
+        for pid in targets:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self._alive(targets) and time.monotonic() < deadline:
+            self._collect(targets)
+            time.sleep(0.02)
+        killed = sorted(self._alive(targets))
+        for pid in killed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self._collect(targets)
+        return killed
+
+    @staticmethod
+    def _collect(pids: set[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)
+
+
+@contextlib.contextmanager
+def reaper() -> Iterator[ProcessReaper]:
+    """A :class:`ProcessReaper` that runs when the block ends."""
+    r = ProcessReaper()
+    try:
+        yield r
+    finally:
+        r.reap()
