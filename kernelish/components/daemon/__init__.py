@@ -1,3 +1,25 @@
-"""The Daemon component: a port of POE::Component::Daemon."""
+"""The Daemon component: a port of POE::Component::Daemon.
 
-__all__: list[str] = []
+``from kernelish.components.daemon import DaemonComponent, Daemon`` reads like
+``use POE::Component::Daemon;``.
+"""
+
+from ._component import DaemonComponent as DaemonComponent
+from ._config import DaemonConfig as DaemonConfig
+from ._config import default_min_max as default_min_max
+from ._facade import Daemon as Daemon
+from ._process import PrivilegeError as PrivilegeError
+from ._scoreboard import Scoreboard as Scoreboard
+from ._scoreboard import SlotInfo as SlotInfo
+from ._scoreboard import SlotState as SlotState
+
+__all__ = [
+    "Daemon",
+    "DaemonComponent",
+    "DaemonConfig",
+    "PrivilegeError",
+    "Scoreboard",
+    "SlotInfo",
+    "SlotState",
+    "default_min_max",
+]

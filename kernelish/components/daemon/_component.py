@@ -1,0 +1,700 @@
+"""The Daemon session: a port of POE::Component::Daemon 0.1004.
+
+Discussion
+----------
+The component is an object whose methods are the states of one session
+(``object_states``), as in the seed.  ``spawn()`` opens the logfile, drops
+privileges and detaches (in that order), then creates the session, whose
+``_start`` sets the alias, watches TERM/INT/HUP/CHLD and starts one of three
+modes:
+
+* **pre-forking** (``start_children``): fork the initial children; a check of
+  the scoreboard every second forks spares while fewer than ``min_spare`` wait
+  and SIGINTs extras beyond ``max_spare``;
+* **post-forking** (``max_children`` alone): ``update_status('req', info)`` in
+  the parent forks at once and the child gets ``daemon_child`` before the
+  parent's loop runs again; ``daemon_pause``/``daemon_accept`` keep the number
+  of children at most ``max_children``;
+* **non-forking**: housekeeping only.
+
+Where we do better than the seed (see docs/daemon-differences.md): a child
+that exits is replaced at once, on its CHLD, not at the next one-second check;
+post-forking backpressure is signalled synchronously, so no child is forked
+beyond ``max_children``; children learn of their parent's death
+(``PR_SET_PDEATHSIG``); a stop escalates to SIGKILL after
+``shutdown_timeout``; the parent closes the accepted socket it handed to a
+post-forked child; a permanent fork failure shuts down cleanly.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psutil
+
+from kernelish import ARG0, ARG1, ARG3, KERNEL, HandlerArgs, Session, poe_kernel
+from kernelish._signals import SessionWatcher
+
+from . import _process
+from ._config import DaemonConfig
+from ._process import log
+from ._scoreboard import Scoreboard
+
+__all__ = ["DaemonComponent", "fork_process"]
+
+#: The fork the component uses; fault-injection tests may replace it.
+fork_process: Callable[[], int] = os.fork
+
+_STATES = (
+    "_start",
+    "_stop",
+    "status",
+    "update_status",
+    "check_scoreboard",
+    "fork",
+    "retry",
+    "waste_time",
+    "babysit",
+    "rogues",
+    "shutdown",
+    "shutdown_escalate",
+    "foreign_child",
+    "orphaned",
+    "sig_CHLD",
+    "sig_INT",
+    "sig_TERM",
+    "sig_HUP",
+    "sig_USR2",
+)
+
+#: Slot states that count as a spare child (waiting, or on its way to it).
+_SPARE = frozenset("wfF")
+
+
+class _Hybrid:
+    """A method callable on the class (``DaemonComponent.spawn(...)``) or on
+    an instance (``daemon.spawn(...)``), as Perl's ``spawn`` was."""
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+
+    def __get__(self, obj: object, cls: type) -> Callable[..., Any]:
+        return functools.partial(self.func, cls if obj is None else obj)
+
+
+class DaemonComponent:
+    """POE::Component::Daemon: detach, logfile, privileges, and a pool of
+    pre-forked or post-forked children, as a session on the kernel.
+
+    ``DaemonComponent.spawn(alias='Daemon', detach=True, logfile=...,
+    start_children=..., ...)``; every parameter is validated by
+    :class:`DaemonConfig` (a pydantic model) and a wrong one is refused with
+    a message naming it.
+    """
+
+    def __init__(self, config: DaemonConfig, params: dict[str, Any] | None = None) -> None:
+        self.config = config
+        self._params = dict(params or {})
+        self.session: Session | None = None
+        self.scoreboard: Scoreboard | None = None
+        self.children: dict[int, int] | None = None
+        self.foreign_children: set[int] = set()
+        self.failed_forks: list[Any] = []
+        self.pending_forks = 0
+        self.max_requests = config.requests or 1
+        self.request_n = 0
+        self.is_child = False
+        self.my_slot: int | None = None
+        self.parent_pid: int | None = None
+        self.startup = False
+        self.die = False
+        self.paused = False
+        self.told_parent = False
+        self.rogue_list: dict[int, int] = {}
+        self._done: set[str] = set()
+
+    # -- construction ---------------------------------------------------------
+
+    @classmethod
+    def new(cls, **params: Any) -> DaemonComponent:
+        """Build the component without starting it (``new``)."""
+        return cls(DaemonConfig(**params), params)
+
+    @_Hybrid
+    def spawn(self_or_cls: Any, **params: Any) -> DaemonComponent:
+        """Start the daemon (``spawn``): logfile, privileges, detach, session.
+
+        On the class it builds a new component from ``params``; on an
+        instance it adds ``params`` to the instance's configuration first.
+        Returns the component (its session is ``.session``).
+        """
+        if isinstance(self_or_cls, DaemonComponent):
+            self = self_or_cls
+            if params:
+                # Perl's spawn on an object: defined values override.
+                self._params.update({k: v for k, v in params.items() if v is not None})
+                self.config = DaemonConfig(**self._params)
+                self.max_requests = self.config.requests or 1
+        else:
+            self = self_or_cls.new(**params)
+        self.open_logfile()
+        self.drop_privs()
+        self.detach()
+        self.create_session()
+        return self
+
+    def _once(self, what: str) -> bool:
+        if what in self._done:
+            return False
+        self._done.add(what)
+        return True
+
+    def open_logfile(self) -> bool:
+        """Send stdout/stderr to the logfile (``open_logfile``); once."""
+        cfg = self.config
+        if cfg.logfile is None and not cfg.verbose:
+            return False
+        if not self._once("logfile"):
+            return False
+        if cfg.logfile is not None:
+            _process.open_logfile(cfg.logfile)
+        _process.install_log_handler(cfg.verbose)
+        return True
+
+    def drop_privs(self) -> None:
+        """Become ``user``/``group`` for good (``drop_privs``); once."""
+        if self._once("drop_privs"):
+            cfg = self.config
+            user = cfg.user if isinstance(cfg.user, str) else None
+            _process.drop_privs(cfg.uid, cfg.gid, user, cfg.logfile)
+
+    def detach(self) -> None:
+        """Fork twice and ``setsid()`` (``detach``); once, and only if asked."""
+        if self.config.detach and self._once("detach"):
+            _process.detach()
+
+    def create_session(self) -> Session | None:
+        """Create the component's session (``create_session``)."""
+        self.session = Session.create(object_states=[(self, _STATES)])
+        return self.session
+
+    def is_prefork(self) -> bool:
+        """Pre-forking: ``start_children`` is set (``is_prefork``)."""
+        return self.config.is_prefork()
+
+    def is_fork(self) -> bool:
+        """Post-forking: ``max_children`` without ``start_children``."""
+        return self.config.is_fork()
+
+    def _verbose(self, fmt: str, *args: Any) -> None:
+        if self.config.verbose:
+            log.info("%d: " + fmt, os.getpid(), *args)
+
+    # -- session life ---------------------------------------------------------
+
+    def _start(self, _: HandlerArgs) -> None:
+        kernel = _[KERNEL]
+        from ._facade import Daemon
+
+        kernel.alias_set(self.config.alias)
+        Daemon._attach(self)
+        kernel.sig("TERM", "sig_TERM")
+        kernel.sig("CHLD", "sig_CHLD")
+        if self.config.logfile is not None:
+            kernel.sig("HUP", "sig_HUP")
+        kernel.sig("INT", "sig_INT")
+        kernel.sig("USR2", "sig_USR2")
+        self.inform_others("daemon_start")
+        if self.is_fork():
+            kernel.yield_("check_scoreboard")
+        elif not self.is_prefork():
+            kernel.yield_("waste_time")
+            return
+        cfg = self.config
+        assert cfg.max_children is not None
+        self.children = {}
+        self.failed_forks = []
+        self.scoreboard = Scoreboard(cfg.max_children + 5)
+        self.pending_forks = 0
+        _process.load_libc()
+        if self.is_prefork():
+            self.startup = True
+            self.fork_off(cfg.start_children or 0)
+        if cfg.babysit:
+            kernel.yield_("babysit")
+        kernel.yield_("waste_time")
+
+    def _stop(self, _: HandlerArgs) -> None:
+        from ._facade import Daemon
+
+        Daemon._detach(self)
+        self._verbose("Server is stopping")
+
+    def waste_time(self, _: HandlerArgs) -> None:
+        """Keep the daemon alive; tell others we are the parent, once."""
+        if self.is_child:
+            return
+        if not self.told_parent:
+            self.told_parent = True
+            self.inform_others("daemon_parent")
+        if not self.die:
+            _[KERNEL].delay("waste_time", 600)
+
+    # -- signals to others ----------------------------------------------------
+
+    def expedite_signal(self, name: str, *args: Any) -> None:
+        """Call every watcher of ``name`` now, not through the queue
+        (``expedite_signal``): the parent's loop must not run in between."""
+        kernel = poe_kernel
+        for session, event in kernel.signal_watchers(name).items():
+            kernel.call(session, event, name, *args)
+        for func in kernel.events.listeners(name):
+            if type(func) is not SessionWatcher:
+                func(name, *args)
+
+    def inform_others(self, name: str, *args: Any) -> None:
+        """Broadcast one of the ``daemon_*`` signals (``inform_others``).
+
+        ``daemon_child`` in a post-forked child, and ``daemon_pause`` /
+        ``daemon_accept`` in a post-forking parent, are expedited.
+        """
+        if self.is_fork() and name in ("daemon_child", "daemon_pause", "daemon_accept"):
+            self.expedite_signal(name, *args)
+        else:
+            poe_kernel.signal(poe_kernel, name, *args)
+
+    # -- forking --------------------------------------------------------------
+
+    def fork_off(self, n: int | list[Any]) -> None:
+        """Start forking ``n`` children, or one per request in a list."""
+        kernel = poe_kernel
+        if isinstance(n, list):
+            if len(n) == 1 and self.is_fork():
+                # A request in a post-forking parent: fork now, before the
+                # select loop can run again.
+                kernel.call(kernel.get_active_session(), "fork", n[0])
+                return
+            for req in n:
+                self.pending_forks += 1
+                kernel.yield_("fork", req)
+            return
+        for _ in range(n):
+            self.pending_forks += 1
+            kernel.yield_("fork")
+
+    def fork(self, _: HandlerArgs) -> None:
+        """Fork one child (the ``fork`` state)."""
+        kernel, req = _[KERNEL], _[ARG0]
+        if self.is_child or self.children is None or self.die:
+            return
+        if self.pending_forks:
+            self.pending_forks -= 1
+        cfg = self.config
+        assert self.scoreboard is not None and cfg.max_children is not None
+        if len(self.children) >= cfg.max_children:
+            log.warning(
+                "%d: Maximum number of children reached! max_children=%d currently=%d",
+                os.getpid(),
+                cfg.max_children,
+                len(self.children),
+            )
+            if self.is_prefork():
+                return
+        slot = self.scoreboard.add("FORK")
+        if slot is None:
+            log.warning("%d: NO FREE SLOT! You should increase max_children.", os.getpid())
+            return
+        try:
+            pid = fork_process()
+        except OSError as exc:
+            self.scoreboard.drop(slot)
+            self.fork_failed(exc.errno or 0, exc.strerror or str(exc), req)
+            return
+        if pid:
+            self.children[pid] = slot
+            kernel.sig_child(pid, "sig_CHLD")
+            if self.is_fork():
+                _close_sockets(req)
+                self._backpressure()
+            if not self.pending_forks and self.startup:
+                self.startup = False
+                kernel.yield_("check_scoreboard")
+        else:
+            self.become_child(slot, req)
+
+    def fork_failed(self, errnum: int, errstr: str, req: Any) -> None:
+        """A fork failed: retry in 1 s if temporary, else shut down."""
+        if errnum in (errno.EAGAIN, errno.ECHILD, errno.ENOMEM):
+            self._verbose("Recoverable forking problem: %s", errstr)
+            self.failed_forks.append(req)
+            poe_kernel.delay("retry", 1)
+        else:
+            log.error("%d: Can't fork: %s; shutting down", os.getpid(), errstr)
+            _close_sockets(req)
+            poe_kernel.yield_("shutdown")
+
+    def retry(self, _: HandlerArgs) -> None:
+        """Retry the forks that failed for a temporary reason."""
+        if self.is_child or self.children is None:
+            log.warning("%d: We are a child, why are we forking?", os.getpid())
+            return
+        failed, self.failed_forks = self.failed_forks, []
+        if self.is_fork():
+            for req in failed:
+                self.fork_off([req])
+        else:
+            self.fork_off(len(failed))
+
+    def become_child(self, slot: int, req: Any) -> None:
+        """Turn this process into a child (``become_child``)."""
+        kernel = poe_kernel
+        self._verbose("Created %s", time.ctime())
+        self.is_child = True
+        self.my_slot = slot
+        self.parent_pid = os.getppid()
+        self.pending_forks = 0
+        self.failed_forks = []
+        _process.die_with_parent()
+        kernel.sig("CHLD")
+        kernel.sig("INT")
+        # A spare that is told to go (SIGINT) goes at once, as Perl's would.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        kernel.delay("babysit")
+        kernel.delay("check_scoreboard")
+        kernel.delay("rogues")
+        kernel.delay("retry")
+        self.children = None
+        self.rogue_list = {}
+        assert self.scoreboard is not None
+        self.scoreboard.write(slot, "fork", pid=os.getpid())
+        if os.getppid() != self.parent_pid:  # pragma: no cover - parent died already
+            os.kill(os.getpid(), signal.SIGTERM)
+        self.inform_others("daemon_child", req)
+        if self.is_prefork():
+            self.request_n = 0
+        elif self.is_fork():
+            self.scoreboard.write(slot, "req")
+
+    # -- the scoreboard ---------------------------------------------------------
+
+    def check_scoreboard(self, _: HandlerArgs) -> None:
+        """Keep ``min_spare``..``max_spare`` children waiting (pre-forking),
+        or pause/resume accepting (post-forking); again in 1 s."""
+        if self.is_child or self.children is None or self.die:
+            return
+        assert self.scoreboard is not None
+        cfg = self.config
+        if self.is_prefork():
+            slots = self.scoreboard.read_all()
+            spare = [pid for pid, slot in self.children.items() if slots[slot] in _SPARE]
+            waiting = [pid for pid, slot in self.children.items() if slots[slot] == "w"]
+            assert cfg.min_spare is not None and cfg.max_spare is not None
+            assert cfg.max_children is not None
+            short = cfg.min_spare - len(spare) - self.pending_forks
+            room = cfg.max_children - len(self.children) - self.pending_forks
+            if short > 0 and room > 0:
+                self._verbose("Spawning %d spares", min(short, room))
+                self.fork_off(min(short, room))
+            extra = len(spare) - cfg.max_spare
+            for pid in waiting[: max(extra, 0)]:
+                self._verbose("Killing spare %d", pid)
+                _kill(pid, signal.SIGINT)
+        elif self.is_fork():
+            self._backpressure()
+        _[KERNEL].delay("check_scoreboard", 1)
+
+    def _backpressure(self) -> None:
+        assert self.children is not None and self.config.max_children is not None
+        if len(self.children) >= self.config.max_children:
+            if not self.paused:
+                self.paused = True
+                self.inform_others("daemon_pause")
+        elif self.paused:
+            self.paused = False
+            self.inform_others("daemon_accept")
+
+    def update_status(self, _: HandlerArgs) -> Any:
+        """User code tells us its new status (``update_status``)."""
+        status, parm = _[ARG0], _[ARG1]
+        if self.is_prefork():
+            return self._update_status_prefork(status)
+        if self.is_fork():
+            if self.is_child:
+                return self._update_status_fork_child(status)
+            return self._update_status_fork_parent(status, parm)
+        log.warning("%d: Non-forking server doesn't need to update status", os.getpid())
+        return None
+
+    def _update_status_prefork(self, status: str) -> None:
+        if not self.is_child:
+            log.warning(
+                "%d: Only child processes should update their status (%s)", os.getpid(), status
+            )
+            return
+        assert self.scoreboard is not None and self.my_slot is not None
+        slot = self.my_slot
+        current = self.scoreboard.read(slot)
+        if status in ("wait", "done"):
+            self.scoreboard.write(slot, "wait")
+            if self.request_n >= self.max_requests:
+                self._verbose("Handled %d requests, shutting down", self.request_n)
+                poe_kernel.yield_("shutdown")
+            elif current != "w":
+                self.inform_others("daemon_accept")
+            return
+        if status == "long" and current == "r":
+            self.scoreboard.write(slot, "long")
+            return
+        if status in ("req", "long"):
+            self.request_n += 1
+            self.scoreboard.write(slot, status)
+            return
+        log.warning(
+            "%d: Don't know what to do for %r! Maybe you meant 'long', 'wait', 'done' or 'req'?",
+            os.getpid(),
+            status,
+        )
+
+    def _update_status_fork_child(self, status: str) -> None:
+        assert self.scoreboard is not None and self.my_slot is not None
+        if status in ("wait", "done"):
+            self.scoreboard.write(self.my_slot, "wait")
+            poe_kernel.yield_("shutdown")
+        elif status == "long":
+            self.scoreboard.write(self.my_slot, "long")
+        else:
+            log.warning(
+                "%d: Don't know what to do for %r! Maybe you meant 'long', 'wait' or 'done'?",
+                os.getpid(),
+                status,
+            )
+
+    def _update_status_fork_parent(self, status: str, parm: Any) -> None:
+        if status == "req":
+            self.fork_off([parm])
+        else:
+            log.warning(
+                "%d: Don't know what to do for %r! Maybe you meant 'req'?", os.getpid(), status
+            )
+
+    # -- children going away ------------------------------------------------------
+
+    def foreign_child(self, _: HandlerArgs) -> None:
+        """Adopt a child spawned by user code: TERMed at shutdown."""
+        self.foreign_children.add(int(_[ARG0]))
+
+    def sig_CHLD(self, _: HandlerArgs) -> None:
+        """A child exited (from ``sig_child``, the CHLD signal, or a fake CHLD
+        from the babysitter): free its slot, and replace it at once."""
+        kernel, pid, fake = _[KERNEL], _[ARG1], _[ARG3]
+        if pid in self.foreign_children:
+            self.foreign_children.discard(pid)
+            return
+        if self.is_child or self.children is None:
+            return
+        slot = self.children.pop(pid, None)
+        if slot is None:
+            # Our children arrive twice: sig_child first, then the CHLD signal.
+            if fake:
+                log.warning("%d: Needless fake CHLD for %s", os.getpid(), pid)
+            return
+        self._verbose("SIGCHLD pid=%s: child %s", pid, "is gone" if fake else "exited")
+        assert self.scoreboard is not None
+        self.scoreboard.drop(slot)
+        kernel.sig_child(pid)
+        self.rogue_list.pop(pid, None)
+        if self.die:
+            if not self.children:
+                kernel.delay("shutdown_escalate")
+        elif self.is_prefork():
+            kernel.yield_("check_scoreboard")
+        elif self.is_fork():
+            self._backpressure()
+
+    def sig_INT(self, _: HandlerArgs) -> None:
+        """INT: shut down (the signal is handled, so the session lives on)."""
+        self._verbose("SIGINT")
+        _[KERNEL].yield_("shutdown")
+        _[KERNEL].sig_handled()
+
+    def sig_TERM(self, _: HandlerArgs) -> None:
+        """TERM: shut down, TERMing the children (daemontools' ``svc -d``)."""
+        self._verbose("SIGTERM")
+        kernel = _[KERNEL]
+        kernel.yield_("shutdown")
+        kernel.sig_handled()
+        if self.is_child and os.getppid() != self.parent_pid:
+            # The parent died: nobody will escalate for us.
+            kernel.delay("orphaned", 1.0)
+
+    def orphaned(self, _: HandlerArgs) -> None:
+        """A child whose parent died and that is still here after 1 s."""
+        log.warning("%d: parent %s is gone; exiting", os.getpid(), self.parent_pid)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(0)
+
+    def sig_HUP(self, _: HandlerArgs) -> None:
+        """HUP: reopen the logfile (log rotation)."""
+        self._verbose("SIGHUP (logfile=%s)", self.config.logfile)
+        _[KERNEL].sig_handled()
+        if self.config.logfile is not None:
+            _process.open_logfile(self.config.logfile)
+
+    def sig_USR2(self, _: HandlerArgs) -> None:
+        """USR2: write the verbose peek dump to stderr (the logfile)."""
+        from ._facade import Daemon
+
+        text = Daemon.peek(True)
+        sys.stderr.write(f"{os.getpid()}: {text}")
+        sys.stderr.flush()
+
+    def shutdown(self, _: HandlerArgs) -> None:
+        """Stop: TERM the children, drop alias, timers and signal watchers
+        so the kernel can exit, broadcast ``daemon_shutdown``."""
+        kernel = _[KERNEL]
+        self._verbose("shutdown")
+        kernel.delay("rogues")
+        for pid in list(self.children or ()) + list(self.foreign_children):
+            _kill(pid, signal.SIGTERM)
+        if self.die:
+            return
+        if self.my_slot is not None and self.scoreboard is not None:
+            self.scoreboard.write(self.my_slot, "e")
+            self.my_slot = None
+        kernel.alias_remove(self.config.alias)
+        kernel.delay("waste_time")
+        kernel.delay("check_scoreboard")
+        kernel.delay("babysit")
+        kernel.delay("retry")
+        self.die = True
+        self.inform_others("daemon_shutdown")
+        for name in ("CHLD", "HUP", "INT", "TERM", "USR2"):
+            kernel.sig(name)
+        if self.children:
+            kernel.delay("shutdown_escalate", self.config.shutdown_timeout)
+
+    def shutdown_escalate(self, _: HandlerArgs) -> None:
+        """Children that ignored TERM for ``shutdown_timeout`` get KILL."""
+        for pid in list(self.children or ()):
+            log.warning(
+                "%d: child %d ignored TERM for %ss; sending KILL",
+                os.getpid(),
+                pid,
+                self.config.shutdown_timeout,
+            )
+            _kill(pid, signal.SIGKILL)
+
+    # -- babysitting ------------------------------------------------------------
+
+    def babysit(self, _: HandlerArgs) -> None:
+        """Check the children with psutil every ``babysit`` seconds: reap
+        zombies, notice the missing, find rogues (``babysit``)."""
+        kernel = _[KERNEL]
+        if self.die or self.is_child or self.children is None:
+            return
+        children = sorted(self.children)
+        self._verbose("Babysitting %d children %s", len(children), ", ".join(map(str, children)))
+        ok: set[int] = set()
+        for pid in children:
+            try:
+                proc = psutil.Process(pid)
+                status = proc.status()
+                cpu = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                self._verbose("Faking a CHLD for %d MIA", pid)
+                kernel.yield_("sig_CHLD", "CHLD", pid, 0, 1)
+                continue
+            if status == psutil.STATUS_ZOMBIE:
+                try:
+                    reaped, wstatus = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    reaped, wstatus = pid, 0
+                if reaped == pid:
+                    kernel.yield_("sig_CHLD", "CHLD", pid, wstatus, 1)
+                    ok.add(pid)
+                continue
+            if cpu.user + cpu.system > self.config.rogue_cpu:
+                if pid not in self.rogue_list:
+                    self._verbose("%d has gone rogue (cpu=%.1fs)", pid, cpu.user + cpu.system)
+                    if not self.rogue_list:
+                        kernel.yield_("rogues")
+                    self.rogue_list[pid] = 0
+            elif status != psutil.STATUS_RUNNING:
+                ok.add(pid)
+        for pid in ok:
+            self.rogue_list.pop(pid, None)
+        assert self.config.babysit is not None
+        kernel.delay("babysit", self.config.babysit)
+
+    def rogues(self, _: HandlerArgs) -> None:
+        """Escalate on rogue children: INT, TERM, KILL, ``2 * babysit``
+        apart, then a fake CHLD (``rogues``)."""
+        kernel = _[KERNEL]
+        if self.die or self.is_child or not self.rogue_list:
+            return
+        ladder = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
+        for pid, tries in list(self.rogue_list.items()):
+            if tries < len(ladder):
+                self._verbose("Sending signal %d to rogue %d", ladder[tries], pid)
+                if not _kill(pid, ladder[tries]):
+                    del self.rogue_list[pid]
+                    continue
+                self.rogue_list[pid] = tries + 1
+            else:
+                self._verbose("Faking a CHLD for rogue %d", pid)
+                kernel.yield_("sig_CHLD", "CHLD", pid, 0, 1)
+                del self.rogue_list[pid]
+        assert self.config.babysit is not None
+        kernel.delay("rogues", 2 * self.config.babysit)
+
+    # -- status -------------------------------------------------------------------
+
+    def status(self, _: HandlerArgs | None = None) -> str:
+        """The human-readable status text (``status``), line for line the
+        seed's: class name, mode, children, then the scoreboard."""
+        who = "a child" if self.is_child else "the parent"
+        lines = [type(self).__name__]
+        if self.is_prefork():
+            lines.append(f"Pre-forking server, we are {who}")
+        elif self.is_fork():
+            lines.append(f"Forking server, we are {who}")
+        else:
+            lines.append("Daemon server")
+        if self.children is not None and self.scoreboard is not None:
+            kids = self.children
+            lines.append(f"{len(kids)} children: {' '.join(str(p) for p in sorted(kids))}")
+            doing = self.scoreboard.read_all()
+            lines.extend(f"    {pid}: {doing[kids[pid]]}" for pid in sorted(kids))
+        text = "\n    ".join(lines) + "\n"
+        if self.scoreboard is not None:
+            text += self.scoreboard.status()
+        return text
+
+
+def _kill(pid: int, sig: int) -> bool:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    except OSError as exc:
+        log.warning("%d: Killing %d: %s", os.getpid(), pid, exc)
+        return False
+    return True
+
+
+def _close_sockets(req: Any) -> None:
+    """The parent's copy of a request's socket must not stay open."""
+    values = req.values() if isinstance(req, dict) else (req,)
+    for value in values:
+        if isinstance(value, socket.socket):
+            value.close()
