@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""A post-forking line server: the port of POE::Component::Daemon's eg/forking.
+
+    python examples/forking.py PORT [LOGFILE]
+
+Port 0 lets the OS choose; the chosen port is printed first as ``PORT=N``.
+The daemon detaches, logs to LOGFILE (default: ``forking.log`` beside this
+file), and forks one child per connection, at most three at a time; the
+listener pauses while three are busy.  ``kill -USR1`` dumps the kernel state.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from _lineserver import answer, finish, flushed
+
+from kernelish import ARG0, ARG1, ARG2, ARG3, HEAP, KERNEL, Session, poe_kernel
+from kernelish.components.daemon import Daemon, DaemonComponent
+from kernelish.filters import Line
+from kernelish.wheels import ReadWrite, SocketFactory
+
+PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+LOGFILE = str(
+    Path(sys.argv[2] if len(sys.argv) > 2 else Path(__file__).with_name("forking.log")).resolve()
+)
+
+
+def _start(_: Any) -> None:
+    kernel, heap = _[KERNEL], _[HEAP]
+    heap["listener"] = SocketFactory(
+        BindAddress="127.0.0.1",
+        BindPort=PORT,
+        Reuse="yes",
+        SuccessEvent="accept",
+        FailureEvent="error",
+    )
+    print(f"PORT={heap['listener'].getsockname()[1]}", flush=True)
+    kernel.sig("daemon_child", "daemon_child")
+    kernel.sig("daemon_parent", "daemon_parent")
+    kernel.sig("daemon_pause", "daemon_pause")
+    kernel.sig("daemon_accept", "daemon_accept")
+    kernel.sig("daemon_shutdown", "daemon_shutdown")
+    kernel.state("USR1", lambda _: Daemon.peek(True))
+    kernel.sig("USR1", "USR1")
+
+
+def daemon_parent(_: Any) -> None:
+    _[HEAP]["parent"] = os.getpid()
+
+
+def daemon_pause(_: Any) -> None:
+    _[HEAP]["listener"].pause_accept()
+
+
+def daemon_accept(_: Any) -> None:
+    listener = _[HEAP].get("listener")
+    if listener is not None:
+        listener.resume_accept()
+
+
+def accept(_: Any) -> None:
+    handle, peer, port, wheel_id = _[ARG0 : ARG3 + 1]
+    info = {"handle": handle, "peer": peer, "port": port, "id": wheel_id}
+    Daemon.update_status("req", info)
+
+
+def daemon_child(_: Any) -> None:
+    # We are the child forked for this request: ARG1 is the info from accept.
+    heap, info = _[HEAP], _[ARG1]
+    heap.pop("listener", None)
+    heap["wheel"] = ReadWrite(
+        Handle=info["handle"],
+        Filter=Line(),
+        InputEvent="input",
+        ErrorEvent="error_rw",
+        FlushedEvent="flushed",
+    )
+
+
+def error(_: Any) -> None:
+    operation, errnum, errstr = _[ARG0], _[ARG1], _[ARG2]
+    print(f"{os.getpid()}: {operation} error {errnum}: {errstr}", file=sys.stderr)
+    _[HEAP].pop("listener", None)
+
+
+def daemon_shutdown(_: Any) -> None:
+    heap = _[HEAP]
+    heap.pop("listener", None)
+    heap.pop("wheel", None)
+    _[KERNEL].sig("USR1")
+
+
+Session.create(
+    inline_states={
+        "_start": _start,
+        "daemon_parent": daemon_parent,
+        "daemon_child": daemon_child,
+        "daemon_pause": daemon_pause,
+        "daemon_accept": daemon_accept,
+        "daemon_shutdown": daemon_shutdown,
+        "accept": accept,
+        "error": error,
+        "input": lambda _: answer(_, LOGFILE),
+        "flushed": flushed,
+        "error_rw": finish,
+    }
+)
+
+DaemonComponent.spawn(alias="Daemon", logfile=LOGFILE, detach=True, verbose=True, max_children=3)
+
+poe_kernel.run()
