@@ -25,9 +25,10 @@ import itertools
 import logging
 import os
 import socket
-import sys
 import time
 from collections.abc import Callable
+from heapq import heappop
+from types import CodeType
 from typing import Any
 
 from ._event import (
@@ -40,9 +41,22 @@ from ._event import (
     ET_SIGNAL,
     ET_START,
     ET_STOP,
+    EV_ARGS,
+    EV_CANCELLED,
+    EV_DEST,
+    EV_FILE,
+    EV_FROM_STATE,
+    EV_ID,
+    EV_LINE,
+    EV_NAME,
+    EV_PRIORITY,
+    EV_SOURCE,
+    EV_TYPE,
     Event,
+    _line_tables,
+    caller_site,
 )
-from ._handler_args import HandlerArgs
+from ._handler_args import HandlerArgs, make_handler_args
 from ._queue import EventQueue
 from ._session import Handler, Lifecycle, Session, _Node
 
@@ -74,6 +88,7 @@ class KernelCore(_Node):
         self._id_seq = 0
         self._pid = os.getpid()
         self._id = self._make_id()
+        self._reap_needed = False
         #: Python's face of Perl's ``$!``: the errno of the last failed call.
         self.last_error = 0
 
@@ -100,9 +115,10 @@ class KernelCore(_Node):
         file: str | None = None,
         line: int | None = None,
     ) -> Event:
-        event = Event(
-            self._queue.next_id(),
+        """Queue a FIFO event (post, signal, GC marker) due now."""
+        event = [
             self._clock(),
+            next(self._queue._ids),
             dest,
             source,
             name,
@@ -111,20 +127,27 @@ class KernelCore(_Node):
             file,
             line,
             self._active_event,
-        )
+            False,
+        ]
         self._queue.fifo.append(event)
+        if not dest._to:
+            # A marked session is rescued by any new reference (3.2); dropping
+            # the mark now spares the sweep a look at it.
+            self._marked.pop(dest, None)
         dest._to += 1
         if source is not dest:
+            if not source._from:
+                self._marked.pop(source, None)
             source._from += 1
         return event
 
     def _release(self, event: Event) -> None:
         """Drop the references a queued event held (it ran or was purged)."""
-        dest = event.dest
+        dest = event[EV_DEST]
         dest._to -= 1
         if not dest._to and not dest._refs and not dest._from:
             self._marked[dest] = None
-        source = event.source
+        source = event[EV_SOURCE]
         if source is not dest:
             source._from -= 1
             if not source._from and not source._refs and not source._to:
@@ -144,13 +167,14 @@ class KernelCore(_Node):
         state: str,
         args: tuple[Any, ...],
         sender: _Node,
-        file: str | None,
+        file: str | CodeType | None,
         line: int | None,
         from_state: str | None,
         etype: int,
     ) -> Any:
         """Run one handler of ``session`` with exceptions trapped (POE's
-        ``_dispatch_event``)."""
+        ``_dispatch_event``).  ``file``/``line`` are the caller site, as an
+        event stores it (see :func:`caller_site`)."""
         entry = session._states.get(state)
         if entry is None:
             entry = session._states.get("_default")
@@ -160,13 +184,17 @@ class KernelCore(_Node):
             state = "_default"
         func, obj = entry
         heap = getattr(session, "heap", None)
-        _ = HandlerArgs(obj, session, self, heap, state, sender, file, line, from_state, args)
+        if file.__class__ is CodeType:
+            file, line = caller_site(file, line)
+        handler_args = make_handler_args(
+            (obj, session, self, heap, state, sender, None, file, line, from_state, *args)
+        )
         prev_session = self._active_session
         prev_event = self._active_event
         self._active_session = session
         self._active_event = state
         try:
-            return func(_)
+            return func(handler_args)
         except Exception as exc:
             self._handler_failed(exc, session, state, sender, file, line, from_state, etype)
             return None
@@ -196,7 +224,7 @@ class KernelCore(_Node):
         session: _Node,
         state: str,
         sender: _Node,
-        file: str | None,
+        file: str | CodeType | None,
         line: int | None,
         from_state: str | None,
         etype: int,
@@ -207,17 +235,19 @@ class KernelCore(_Node):
             log.debug("%d: error in %s of %r stored for re-raise", os.getpid(), state, session)
             self._store_error(exc)
             return
-        tb = exc.__traceback__
-        while tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
+        if file.__class__ is CodeType:
+            file, line = caller_site(file, line)
+        # POE's seven keys (file/line: where the failed event was posted, as
+        # POE has them), plus the exception itself: its traceback says where
+        # the error happened.
         payload = {
             "error_str": f"{type(exc).__name__}: {exc}",
             "error": exc,
             "dest_session": session,
             "source_session": sender,
             "event": state,
-            "file": tb.tb_frame.f_code.co_filename if tb else file,
-            "line": tb.tb_lineno if tb else line,
+            "file": file,
+            "line": line,
             "from_state": from_state,
         }
         self._enqueue(session, session, "_signal", ("DIE", payload), ET_SIGNAL | ET_SIGDIE)
@@ -332,7 +362,9 @@ class KernelCore(_Node):
         session._timers_by_name.clear()
         if session._to or session._from:
             for event in queue.fifo:
-                if not event.cancelled and (event.dest is session or event.source is session):
+                if not event[EV_CANCELLED] and (
+                    event[EV_DEST] is session or event[EV_SOURCE] is session
+                ):
                     queue.cancel_fifo(event)
                     self._release(event)
 
@@ -355,27 +387,29 @@ class KernelCore(_Node):
     def _dispatch(self, event: Event) -> None:
         """Deliver one dequeued event (POE's ``_data_ev_dispatch_due`` body)."""
         self._release(event)
-        etype = event.type
-        dest = event.dest
+        etype = event[EV_TYPE]
+        dest = event[EV_DEST]
+        args = event[EV_ARGS]
         if etype & ET_SIGNAL:
-            self._dispatch_signal(dest, event.args[0], event.args[1:], etype)
+            self._dispatch_signal(dest, args[0], args[1:], etype)
             return
         if etype & ET_GC or dest is self:
             return
+        name = event[EV_NAME]
         if etype & ET_ALARM:
-            named = dest._timers_by_name.get(event.name)
+            named = dest._timers_by_name.get(name)
             if named is not None:
-                named.pop(event.id, None)
+                named.pop(event[EV_ID], None)
                 if not named:
-                    del dest._timers_by_name[event.name]
+                    del dest._timers_by_name[name]
         self._invoke(
             dest,
-            event.name,
-            event.args,
-            event.source,
-            event.file,
-            event.line,
-            event.from_state,
+            name,
+            args,
+            event[EV_SOURCE],
+            event[EV_FILE],
+            event[EV_LINE],
+            event[EV_FROM_STATE],
             etype,
         )
 
@@ -384,75 +418,137 @@ class KernelCore(_Node):
     ) -> None:  # pragma: no cover - provided by SignalsAPI
         raise NotImplementedError
 
-    def _dispatch_due(self, now: float) -> None:
+    def _dispatch_due(self, now: float, poll_by: float | None = None) -> None:
         """Dispatch every event due at ``now``, when the pass began
         (POE-SEMANTICS 5.2).
 
-        Posts queued during the pass wait for the next timeslice; timers due by
-        ``now`` run in it, merged with posts by ``(priority, id)``.  The common
-        case -- a posted event for a live session -- is inlined here: this loop
-        is the kernel's hot path.
+        Posts queued during the pass wait for the next pass; timers due by
+        ``now`` run in it, merged with posts by ``(priority, id)``.
+
+        With ``poll_by`` (``run()``'s case) the method goes on with further
+        passes, each with a fresh ``now``, while posted events keep coming,
+        until the clock reaches ``poll_by``: a pass is POE's timeslice minus
+        the selector poll and the idle check, which matter only when the
+        FIFO is empty or once every ``POLL_INTERVAL``.
+
+        This loop is the kernel's hot path (``bench/dispatch.py``): the
+        common case -- a post to a session with a handler for it -- is
+        ``_release`` and ``_invoke`` written out inline, and the active
+        session is restored once, when the loop ends.
         """
         queue = self._queue
         fifo = queue.fifo
+        popleft = fifo.popleft
         timers = queue.timers
+        timer_entries = queue.timer_entries
         marked = self._marked
-        invoke = self._invoke
-        budget = len(fifo)
-        while True:
-            if timers and timers[0][0] <= now:  # type: ignore[operator]
-                entry = timers[0]
-                head = fifo[0] if budget and fifo else None
-                if head is not None and (
-                    head.priority < entry[0]  # type: ignore[operator]
-                    or (head.priority == entry[0] and head.id < entry[1])  # type: ignore[operator]
-                ):
-                    event = fifo.popleft()
-                    budget -= 1
-                    if event.cancelled:
-                        queue.fifo_popped_dead()
-                        continue
-                else:
-                    popped = queue.pop_timer()
-                    if popped is None:
-                        continue
-                    event = popped
-            elif budget and fifo:
-                event = fifo.popleft()
-                budget -= 1
-                if event.cancelled:
-                    queue.fifo_popped_dead()
-                    continue
-            else:
-                break
-            if event.type == ET_POST:
-                # Inlined _release + _invoke's lookup for the common case.
-                dest = event.dest
-                dest._to -= 1
-                if not dest._to and not dest._refs and not dest._from:
-                    marked[dest] = None
-                source = event.source
-                if source is not dest:
-                    source._from -= 1
-                    if not source._from and not source._refs and not source._to:
-                        marked[source] = None
-                if dest is not self:
-                    invoke(
-                        dest,
-                        event.name,
-                        event.args,
-                        source,
-                        event.file,
-                        event.line,
-                        event.from_state,
-                        ET_POST,
-                    )
-            else:
-                self._dispatch(event)
-            if self._pending_error is not None and self._sessions:
-                self._stop_all(self._active_session)
-        if marked:
-            self._sweep()
+        clock = self._clock
+        dispatch = self._dispatch
+        handler_failed = self._handler_failed
+        line_tables = _line_tables
+        new_handler_args = object.__new__
+        prev_session = self._active_session
+        prev_event = self._active_event
+        try:
+            while True:
+                budget = len(fifo)
+                while True:
+                    if timers and timers[0][EV_PRIORITY] <= now:
+                        timer = timers[0]
+                        head = fifo[0] if budget and fifo else None
+                        if head is not None and (
+                            head[EV_PRIORITY] < timer[EV_PRIORITY]
+                            or (
+                                head[EV_PRIORITY] == timer[EV_PRIORITY]
+                                and head[EV_ID] < timer[EV_ID]
+                            )
+                        ):
+                            event = popleft()
+                            budget -= 1
+                            if event[EV_CANCELLED]:
+                                queue._dead_fifo -= 1
+                                continue
+                        else:
+                            heappop(timers)
+                            if timer[EV_CANCELLED]:
+                                queue._dead_timers -= 1
+                                continue
+                            del timer_entries[timer[EV_ID]]
+                            event = timer
+                    elif budget and fifo:
+                        event = popleft()
+                        budget -= 1
+                        if event[EV_CANCELLED]:
+                            queue._dead_fifo -= 1
+                            continue
+                    else:
+                        break
+                    dest = event[EV_DEST]
+                    entry = dest._states.get(event[EV_NAME])
+                    if event[EV_TYPE] != ET_POST or entry is None or dest is self:
+                        # Anything but a plain post to a handler that exists.
+                        dispatch(event)
+                    else:
+                        # _release, inlined.
+                        dest._to -= 1
+                        if not dest._to and not dest._refs and not dest._from:
+                            marked[dest] = None
+                        source = event[EV_SOURCE]
+                        if source is not dest:
+                            source._from -= 1
+                            if not source._from and not source._refs and not source._to:
+                                marked[source] = None
+                        # _invoke, inlined.
+                        func, obj = entry
+                        name = event[EV_NAME]
+                        file = event[EV_FILE]
+                        line = event[EV_LINE]
+                        if file.__class__ is CodeType:
+                            # caller_site, inlined for a code seen before.
+                            table = line_tables.get(file)
+                            if table is None:
+                                file, line = caller_site(file, line)
+                            else:
+                                line = table.get(line)
+                                file = file.co_filename
+                        # make_handler_args, inlined.
+                        handler_args = new_handler_args(HandlerArgs)
+                        handler_args._positions = (
+                            obj,
+                            dest,
+                            self,
+                            dest.heap,
+                            name,
+                            source,
+                            None,
+                            file,
+                            line,
+                            event[EV_FROM_STATE],
+                            *event[EV_ARGS],
+                        )
+                        self._active_session = dest
+                        self._active_event = name
+                        try:
+                            func(handler_args)
+                        except Exception as exc:
+                            handler_failed(
+                                exc, dest, name, source, file, line, event[EV_FROM_STATE], ET_POST
+                            )
+                        self._active_session = prev_session
+                        self._active_event = prev_event
+                    if self._pending_error is not None and self._sessions:
+                        # POE-SEMANTICS 5.2: a stored error stops everyone at once.
+                        self._stop_all(self._active_session)
+                if marked:
+                    self._sweep()
+                if poll_by is None or not fifo or not self._kernel_alive or self._reap_needed:
+                    return
+                now = clock()
+                if now >= poll_by:
+                    return
+        finally:
+            self._active_session = prev_session
+            self._active_event = prev_event
 
     def _stop_all(self, sender: _Node) -> None:
         """Stop every session but the kernel, leaves first (``stop()``)."""
@@ -461,22 +557,10 @@ class KernelCore(_Node):
 
     # -- errors -----------------------------------------------------------
 
-    def _fail(self, code: int) -> None:
-        self.last_error = code
-
     @staticmethod
     def strerror(code: int) -> str:
         """Text for an errno held in :attr:`last_error` (Perl's ``"$!"``)."""
         return os.strerror(code) if code else ""
-
-
-def caller_site(depth: int = 2) -> tuple[str | None, int | None]:
-    """File and line of the code that called a kernel method."""
-    try:
-        frame = sys._getframe(depth)
-    except ValueError:  # pragma: no cover - called from the top of a stack
-        return None, None
-    return frame.f_code.co_filename, frame.f_lineno
 
 
 ESRCH = errno.ESRCH

@@ -3,15 +3,22 @@
 Indexing follows POE's positions (see :mod:`kernelish._constants`): an int gives
 one value, a tuple of ints gives a tuple (``kernel, heap = _[KERNEL, HEAP]``),
 and a slice gives a tuple (``_[ARG0:ARG3 + 1]``).  Positions past the last
-argument read as ``None``, as Perl's do.  Code written fresh in Python may use
-the attributes instead (``_.kernel``, ``_.heap``, ``_.args`` ...).
+argument read as ``None``, as Perl's do (and a negative position counts from
+the end, as Perl's ``$_[-1]``).  Code written fresh in Python may use the
+attributes instead (``_.kernel``, ``_.heap``, ``_.args`` ...).
+
+One is built for every dispatched event, so it is only a wrapper around the
+tuple of positions, ``(OBJECT, SESSION, KERNEL, HEAP, STATE, SENDER, None,
+CALLER_FILE, CALLER_LINE, CALLER_STATE, ARG0, ...)``: the kernel builds the
+tuple and :func:`make_handler_args` wraps it without running an ``__init__``;
+``_[KERNEL]`` is one tuple index.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["HandlerArgs"]
+__all__ = ["HandlerArgs", "make_handler_args"]
 
 _ARG0 = 10
 
@@ -19,18 +26,9 @@ _ARG0 = 10
 class HandlerArgs:
     """A handler's view of the event it handles (POE's ``@_``)."""
 
-    __slots__ = (
-        "args",
-        "caller_file",
-        "caller_line",
-        "caller_state",
-        "heap",
-        "kernel",
-        "object",
-        "sender",
-        "session",
-        "state",
-    )
+    __slots__ = ("_positions",)
+
+    _positions: tuple[Any, ...]
 
     def __init__(
         self,
@@ -45,50 +43,106 @@ class HandlerArgs:
         caller_state: str | None,
         args: tuple[Any, ...],
     ) -> None:
-        self.object = obj
-        self.session = session
-        self.kernel = kernel
-        self.heap = heap
-        self.state = state
-        self.sender = sender
-        self.caller_file = caller_file
-        self.caller_line = caller_line
-        self.caller_state = caller_state
-        self.args = args
-
-    def _position(self, i: int) -> Any:
-        if i >= _ARG0:
-            i -= _ARG0
-            args = self.args
-            return args[i] if i < len(args) else None
-        if i < 0:
-            raise IndexError(f"negative handler argument position {i}")
-        return (
-            self.object,
-            self.session,
-            self.kernel,
-            self.heap,
-            self.state,
-            self.sender,
+        self._positions = (
+            obj,
+            session,
+            kernel,
+            heap,
+            state,
+            sender,
             None,
-            self.caller_file,
-            self.caller_line,
-            self.caller_state,
-        )[i]
+            caller_file,
+            caller_line,
+            caller_state,
+            *args,
+        )
 
     def __getitem__(self, key: int | slice | tuple[int, ...]) -> Any:
-        if isinstance(key, int):
-            return self._position(key)
+        if key.__class__ is int:
+            try:
+                return self._positions[key]
+            except IndexError:
+                return None
         if isinstance(key, tuple):
-            return tuple(self[k] for k in key)
+            return tuple([self[k] for k in key])
         if isinstance(key, slice):
-            stop = key.stop if key.stop is not None else _ARG0 + len(self.args)
-            start = key.start if key.start is not None else 0
-            return tuple(self._position(i) for i in range(start, stop, key.step or 1))
+            positions = self._positions
+            start, stop, step = key.start, key.stop, key.step
+            if stop is None:
+                stop = len(positions)
+            if start is None:
+                start = 0
+            padded = positions + (None,) * max(0, stop - len(positions))
+            return padded[start:stop:step]
+        if isinstance(key, int):  # an int subclass (an IntEnum)
+            return self[int(key)]
         raise TypeError(f"handler arguments are indexed by int, tuple or slice, not {key!r}")
 
     def __len__(self) -> int:
-        return _ARG0 + len(self.args)
+        return len(self._positions)
+
+    def __iter__(self) -> Any:
+        return iter(self._positions)
+
+    @property
+    def object(self) -> Any:
+        """The object (or class) of an object/package state; None inline."""
+        return self._positions[0]
+
+    @property
+    def session(self) -> Any:
+        """The session handling the event (``$_[SESSION]``)."""
+        return self._positions[1]
+
+    @property
+    def kernel(self) -> Any:
+        """The kernel (``$_[KERNEL]``)."""
+        return self._positions[2]
+
+    @property
+    def heap(self) -> Any:
+        """The session's heap (``$_[HEAP]``)."""
+        return self._positions[3]
+
+    @property
+    def state(self) -> str:
+        """The event name being handled (``$_[STATE]``)."""
+        return self._positions[4]  # type: ignore[no-any-return]
+
+    @property
+    def sender(self) -> Any:
+        """The session that sent the event (``$_[SENDER]``)."""
+        return self._positions[5]
+
+    @property
+    def caller_file(self) -> str | None:
+        """File the event was posted from (``$_[CALLER_FILE]``)."""
+        return self._positions[7]  # type: ignore[no-any-return]
+
+    @property
+    def caller_line(self) -> int | None:
+        """Line the event was posted from (``$_[CALLER_LINE]``)."""
+        return self._positions[8]  # type: ignore[no-any-return]
+
+    @property
+    def caller_state(self) -> str | None:
+        """Event that was active when this one was posted (``$_[CALLER_STATE]``)."""
+        return self._positions[9]  # type: ignore[no-any-return]
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        """The event's arguments (``@_[ARG0..$#_]``)."""
+        return self._positions[_ARG0:]
 
     def __repr__(self) -> str:
         return f"<HandlerArgs state={self.state!r} args={self.args!r}>"
+
+
+_new = object.__new__
+
+
+def make_handler_args(positions: tuple[Any, ...]) -> HandlerArgs:
+    """Wrap a tuple of positions (the dispatch hot path's constructor)."""
+    handler_args: HandlerArgs = _new(HandlerArgs)
+    handler_args._positions = positions
+    return handler_args

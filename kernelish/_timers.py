@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from ._core import EINVAL, EPERM, ESRCH, KernelCore
-from ._event import ET_ALARM, Event
+from ._event import ET_ALARM, EV_ARGS, EV_DEST, EV_ID, EV_NAME, EV_PRIORITY, Event, new_event
 
 __all__ = ["TimersAPI"]
 
@@ -31,8 +31,8 @@ class TimersAPI(KernelCore):
     def _add_timer(self, name: str, due: float, args: tuple[Any, ...]) -> Event:
         session = self._active_session
         queue = self._queue
-        event = Event(
-            queue.next_id(),
+        event = new_event(
+            next(queue._ids),
             due,
             session,
             session,
@@ -47,19 +47,30 @@ class TimersAPI(KernelCore):
         session._to += 1
         named = session._timers_by_name.get(name)
         if named is None:
-            session._timers_by_name[name] = {event.id: event}
+            session._timers_by_name[name] = {event[EV_ID]: event}
         else:
-            named[event.id] = event
+            named[event[EV_ID]] = event
         return event
 
     def _remove_timer(self, event: Event) -> None:
         self._queue.cancel_timer(event)
-        named = event.dest._timers_by_name.get(event.name)
+        by_name = event[EV_DEST]._timers_by_name
+        named = by_name.get(event[EV_NAME])
         if named is not None:
-            named.pop(event.id, None)
+            named.pop(event[EV_ID], None)
             if not named:
-                del event.dest._timers_by_name[event.name]
+                del by_name[event[EV_NAME]]
         self._release(event)
+
+    def _move_timer(self, event: Event, due: float) -> Event:
+        """Give a queued timer a new due time (same ID)."""
+        if due == event[EV_PRIORITY]:
+            return event
+        moved = self._queue.reschedule_timer(event, due)
+        named = event[EV_DEST]._timers_by_name.get(event[EV_NAME])
+        if named is not None:
+            named[event[EV_ID]] = moved
+        return moved
 
     def _clear_named(self, name: str) -> None:
         named = self._active_session._timers_by_name.pop(name, None)
@@ -111,25 +122,24 @@ class TimersAPI(KernelCore):
         if name is None or epoch is None:
             self.last_error = EINVAL
             return None
-        return self._add_timer(name, epoch - self._epoch_offset(), args).id
+        return self._add_timer(name, epoch - self._epoch_offset(), args)[EV_ID]  # type: ignore[no-any-return]
 
     def delay_set(self, name: str, seconds: float, *args: Any) -> int | None:
         """Add a timer ``seconds`` from now; returns its ID (``delay_set``)."""
         if name is None or seconds is None:
             self.last_error = EINVAL
             return None
-        return self._add_timer(name, self._clock() + seconds, args).id
+        return self._add_timer(name, self._clock() + seconds, args)[EV_ID]  # type: ignore[no-any-return]
 
     def _own_timer(self, timer_id: int | None) -> Event | None:
         if timer_id is None:
             self.last_error = EINVAL
             return None
-        entry = self._queue.timer_entries.get(timer_id)
-        if entry is None:
+        event = self._queue.timer_entries.get(timer_id)
+        if event is None:
             self.last_error = ESRCH
             return None
-        event: Event = entry[2]  # type: ignore[assignment]
-        if event.dest is not self._active_session:
+        if event[EV_DEST] is not self._active_session:
             self.last_error = EPERM
             return None
         return event
@@ -140,7 +150,7 @@ class TimersAPI(KernelCore):
         if event is None:
             return None
         self._remove_timer(event)
-        return event.name, event.priority + self._epoch_offset(), list(event.args)
+        return event[EV_NAME], event[EV_PRIORITY] + self._epoch_offset(), list(event[EV_ARGS])
 
     def alarm_adjust(self, timer_id: int, delta: float) -> float | None:
         """Move a timer by ``delta`` seconds; returns its new due epoch."""
@@ -148,16 +158,16 @@ class TimersAPI(KernelCore):
         if event is None:
             return None
         if delta:
-            self._queue.reschedule_timer(event, event.priority + delta)
-        return event.priority + self._epoch_offset()
+            event = self._move_timer(event, event[EV_PRIORITY] + delta)
+        return event[EV_PRIORITY] + self._epoch_offset()  # type: ignore[no-any-return]
 
     def delay_adjust(self, timer_id: int, seconds: float) -> float | None:
         """Reschedule a timer to ``seconds`` from now; returns the due epoch."""
         event = self._own_timer(timer_id)
         if event is None:
             return None
-        self._queue.reschedule_timer(event, self._clock() + seconds)
-        return event.priority + self._epoch_offset()
+        event = self._move_timer(event, self._clock() + seconds)
+        return event[EV_PRIORITY] + self._epoch_offset()  # type: ignore[no-any-return]
 
     def alarm_remove_all(self) -> list[tuple[Any, ...]]:
         """Remove every timer of this session; returns ``(name, due_epoch,
@@ -166,7 +176,7 @@ class TimersAPI(KernelCore):
         session = self._active_session
         offset = self._epoch_offset()
         removed = [
-            (e.name, e.priority + offset, *e.args)
+            (e[EV_NAME], e[EV_PRIORITY] + offset, *e[EV_ARGS])
             for named in session._timers_by_name.values()
             for e in named.values()
         ]

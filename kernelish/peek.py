@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any, TypedDict
 
-from ._event import EventType
+from ._event import EV_DEST, EV_ID, EV_NAME, EV_PRIORITY, EV_SOURCE, EV_TYPE, EventType
 from ._kernel import Kernel, poe_kernel
 from ._session import Session, _Node
 from ._signals import SignalClass, signal_type
@@ -75,13 +75,13 @@ class Peek:
         offset = time.time() - self.kernel._clock()
         return [
             QueueItem(
-                ID=event.id,
+                ID=event[EV_ID],
                 index=index,
-                priority=event.priority + offset,
-                event=event.name,
-                source=event.source,
-                destination=event.dest,
-                type=_type_name(event.type),
+                priority=event[EV_PRIORITY] + offset,
+                event=event[EV_NAME],
+                source=event[EV_SOURCE],
+                destination=event[EV_DEST],
+                type=_type_name(event[EV_TYPE]),
             )
             for index, event in enumerate(self.kernel._queue)
         ]
@@ -89,12 +89,12 @@ class Peek:
     def event_count_to(self, session: Any = None) -> int:
         """Queued events addressed to a session."""
         node = self._session(session)
-        return sum(1 for e in self.kernel._queue if e.dest is node)
+        return sum(1 for e in self.kernel._queue if e[EV_DEST] is node)
 
     def event_count_from(self, session: Any = None) -> int:
         """Queued events a session sent to *other* sessions."""
         node = self._session(session)
-        return sum(1 for e in self.kernel._queue if e.source is node and e.dest is not node)
+        return sum(1 for e in self.kernel._queue if e[EV_SOURCE] is node and e[EV_DEST] is not node)
 
     def event_list(self) -> dict[int, list[str]]:
         """``{session ID: sorted state names}`` for every user session."""

@@ -319,25 +319,33 @@ def test_fork_mode_pauses_at_max_children_and_resumes(reports: Reports) -> None:
 # -- shutdown, babysitting, privileges -------------------------------------------------
 
 
-def test_children_that_ignore_term_are_killed_after_shutdown_timeout() -> None:
+def test_children_that_ignore_term_are_killed_after_shutdown_timeout(reports: Reports) -> None:
     def daemon_child(_: Any) -> None:
+        _[KERNEL].select_read(reports.r)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a child that ignores TERM
         _[KERNEL].delay("tick", 60)  # and has work (else IDLE would end it, as in POE)
+        reports.send({"ignoring": os.getpid()})
         Daemon.update_status("wait")
 
     def daemon_parent(_: Any) -> None:
-        _[KERNEL].delay("stop", 0.3)
+        _[KERNEL].select_read(reports.r, "collect")
 
-    def stop(_: Any) -> None:
-        Daemon.shutdown()
+    def collect(_: Any) -> None:
+        if len(reports.read()) >= 2:  # both children ignore TERM now
+            _[KERNEL].select_read(reports.r)
+            shutdown_at.append(time.monotonic())
+            Daemon.shutdown()
+
+    shutdown_at: list[float] = []
 
     user_session(
-        {"daemon_child": daemon_child, "daemon_parent": daemon_parent, "stop": stop},
+        {"daemon_child": daemon_child, "daemon_parent": daemon_parent, "collect": collect},
         ["daemon_child", "daemon_parent"],
     )
-    DaemonComponent.spawn(start_children=2, max_children=4, shutdown_timeout=0.5)
-    elapsed = run_daemon_kernel()
-    assert 0.7 < elapsed < 5
+    DaemonComponent.spawn(start_children=2, min_spare=2, max_children=4, shutdown_timeout=0.5)
+    run_daemon_kernel()
+    waited = time.monotonic() - shutdown_at[0]
+    assert 0.5 <= waited < 5, "KILLed after shutdown_timeout, not before"
     no_children_left()
 
 

@@ -1,0 +1,114 @@
+"""Timer costs: set and fire many ``delay_add`` timers; replace a named timer.
+
+Run: ``.venv/bin/python bench/timers.py [--repeats R]``.
+
+1. Set N ``delay_add`` timers due at random within 1 s, then run until all
+   fired, for N = 10k and 100k.  The fire time minus the 1 s spread of due
+   times is the kernel's cost; per timer, 100k must stay within 1.3x of 10k
+   (O(log n) heap, not POE's O(n) sorted array).
+2. ``delay(name, s)`` replacing one named timer 100k times in a session that
+   holds 100k other timers, against the same with 1k other timers: per-op
+   cost must not grow with the other timers (clearing by name looks only at
+   this session's timers of that name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import emit, least_of, table
+
+from kernelish import KERNEL, Session, poe_kernel
+
+SPREAD = 1.0
+
+
+def set_and_fire(n: int) -> tuple[float, float]:
+    """(seconds to set n timers, seconds of firing beyond the spread)."""
+    rng = random.Random(n)
+    dues = [rng.random() * SPREAD for _ in range(n)]
+    out: dict[str, float] = {}
+
+    def start(_: Any) -> None:
+        delay_add = _[KERNEL].delay_add
+        begin = time.perf_counter()
+        for due in dues:
+            delay_add("t", due)
+        out["set"] = time.perf_counter() - begin
+        out["t0"] = time.perf_counter()
+
+    # The kernel's cost of firing is the run time not spent waiting in the
+    # selector for the next due time.
+    selector = poe_kernel._selector
+    real_select = selector.select
+    waited = [0.0]
+
+    def select(timeout: float | None = None) -> Any:
+        begin = time.perf_counter()
+        try:
+            return real_select(timeout)
+        finally:
+            waited[0] += time.perf_counter() - begin
+
+    Session.create(inline_states={"_start": start, "t": lambda _: None})
+    selector.select = select  # type: ignore[method-assign]
+    try:
+        poe_kernel.run()
+    finally:
+        del selector.select
+    fire = time.perf_counter() - out["t0"] - waited[0]
+    return out["set"], fire
+
+
+def replace_named(others: int, ops: int) -> float:
+    """Seconds per ``delay(name, s)`` among ``others`` other timers."""
+    out: dict[str, float] = {}
+
+    def start(_: Any) -> None:
+        k = _[KERNEL]
+        for i in range(others):
+            k.delay_add("other", 3600 + i)
+        delay = k.delay
+        begin = time.perf_counter()
+        for i in range(ops):
+            delay("named", 3600 + (i % 1000))
+        out["per_op"] = (time.perf_counter() - begin) / ops
+        k.alarm_remove_all()
+
+    Session.create(inline_states={"_start": start})
+    poe_kernel.run()
+    return out["per_op"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    opts = parser.parse_args()
+    r = opts.repeats
+    per_timer: dict[int, float] = {}
+    for n in (10_000, 100_000):
+        runs = [set_and_fire(n) for _ in range(r)]
+        set_s = min(s for s, _f in runs)
+        fire_s = min(f for _s, f in runs)
+        per_timer[n] = (set_s + fire_s) / n
+        emit(f"set {n:,} delay_add timers", set_s * 1000, "ms")
+        emit(f"fire {n:,} timers (busy time within the 1 s spread)", fire_s * 1000, "ms")
+        emit(f"cost per timer at {n:,}", per_timer[n] * 1e6, "us")
+    emit("per-timer cost 100k / 10k", per_timer[100_000] / per_timer[10_000], "x", target=1.3)
+    small = least_of(r, lambda: replace_named(1_000, 100_000))
+    big = least_of(r, lambda: replace_named(100_000, 100_000))
+    emit("delay(name) replace, 1k other timers", small * 1e6, "us/op")
+    emit("delay(name) replace, 100k other timers", big * 1e6, "us/op")
+    emit("replace cost 100k / 1k others", big / small, "x", target=1.3)
+    table(f"kernelish timers, best of {r}, pid {os.getpid()}")
+
+
+if __name__ == "__main__":
+    main()

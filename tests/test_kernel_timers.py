@@ -1,0 +1,215 @@
+"""Timers: return values (POE-SEMANTICS 1.3 table), named-timer clearing,
+ID calls, and the order on a manual clock."""
+
+from __future__ import annotations
+
+import errno
+import time
+from typing import Any
+
+import pytest
+
+from kernelish import ARG0, KERNEL, STATE, Session, poe_kernel
+
+
+def in_session(body: Any, **states: Any) -> None:
+    """Run ``body(kernel)`` inside a session's _start, then run the kernel."""
+    Session.create(inline_states={"_start": lambda _: body(_[KERNEL]), **states})
+    poe_kernel.run()
+
+
+def test_return_values_of_the_table() -> None:
+    out: dict[str, Any] = {}
+
+    def body(k: Any) -> None:
+        now = time.time()
+        out["alarm"] = k.alarm("t", now + 0.001)
+        out["alarm_none"] = k.alarm(None, now)
+        out["alarm_clear"] = k.alarm("t")
+        out["alarm_add"] = k.alarm_add("t", now + 0.001)
+        out["alarm_add_bad"] = (k.alarm_add(None, now), k.alarm_add("t", None))
+        out["delay"] = k.delay("t", 0.001)
+        out["delay_bad"] = k.delay(None, 1)
+        out["delay_clear"] = k.delay("t")
+        out["delay_add"] = k.delay_add("t", 0.001)
+        out["delay_add_bad"] = (k.delay_add(None, 1), k.delay_add("t", None))
+        a = k.alarm_set("t", now + 0.001)
+        d = k.delay_set("t", 0.001)
+        out["ids"] = (a, d)
+        k.last_error = 0
+        out["alarm_set_bad"] = (k.alarm_set(None, now), k.last_error)
+        k.last_error = 0
+        out["delay_set_bad"] = (k.delay_set("t", None), k.last_error)
+        k.alarm_remove_all()
+
+    in_session(body, t=lambda _: None)
+    assert out["alarm"] == 0
+    assert out["alarm_none"] == errno.EINVAL
+    assert out["alarm_clear"] == 0
+    assert out["alarm_add"] == 0
+    assert out["alarm_add_bad"] == (errno.EINVAL, errno.EINVAL)
+    assert out["delay"] == 0
+    assert out["delay_bad"] == errno.EINVAL
+    assert out["delay_clear"] == 0
+    assert out["delay_add"] == 0
+    assert out["delay_add_bad"] == (errno.EINVAL, errno.EINVAL)
+    a, d = out["ids"]
+    assert isinstance(a, int)
+    assert d > a > 0
+    assert out["alarm_set_bad"] == (None, errno.EINVAL)
+    assert out["delay_set_bad"] == (None, errno.EINVAL)
+
+
+def test_named_clearing_only_this_session_only_timers() -> None:
+    trace: list[Any] = []
+
+    def rec(_: Any) -> None:
+        trace.append((_[KERNEL].get_active_session().ID, _[STATE], _[ARG0]))
+
+    def first(k: Any) -> None:
+        k.delay_add("tick", 0.001, "a1")
+        k.delay_set("tick", 0.001, "a2")
+        k.alarm_add("tick", time.time() + 0.001, "a3")
+        k.yield_("tick", "posted")  # a posted event of that name survives
+
+    Session.create(inline_states={"_start": lambda _: first(_[KERNEL]), "tick": rec})
+    s1 = max(poe_kernel._sessions)
+
+    def second(k: Any) -> None:
+        k.delay("tick", 0.002, "b1")
+
+    Session.create(inline_states={"_start": lambda _: second(_[KERNEL]), "tick": rec})
+    s2 = max(poe_kernel._sessions)
+
+    def clear(_: Any) -> None:
+        _[KERNEL].delay("tick", 0.003, "replaced")
+
+    poe_kernel._sessions[s1]._states["clear"] = (clear, None)
+    poe_kernel.post(s1, "clear")
+    poe_kernel.run()
+    assert trace == [(s1, "tick", "posted"), (s2, "tick", "b1"), (s1, "tick", "replaced")]
+
+
+def test_delay_replaces_and_delay_without_seconds_clears() -> None:
+    trace: list[Any] = []
+
+    def body(k: Any) -> None:
+        k.delay("x", 0.001, 1)
+        k.delay("x", 0.001, 2)  # replaces the first
+        k.delay("y", 0.001)
+        k.delay("y")  # only clears
+
+    in_session(body, x=lambda _: trace.append(_[ARG0]), y=lambda _: trace.append("y"))
+    assert trace == [2]
+
+
+def test_alarm_remove_adjust_and_remove_all() -> None:
+    out: dict[str, Any] = {}
+
+    def body(k: Any) -> None:
+        now = time.time()
+        tid = k.alarm_set("a", now + 100, 1, 2)
+        removed = k.alarm_remove(tid)
+        out["removed"] = removed
+        out["removed_due"] = removed[1] - now
+        k.last_error = 0
+        out["again"] = (k.alarm_remove(tid), k.last_error)
+        out["none"] = (k.alarm_remove(None), k.last_error)
+        tid = k.alarm_set("b", now + 100)
+        out["adjust"] = k.alarm_adjust(tid, -50) - now
+        out["delay_adjust"] = k.delay_adjust(tid, 10) - now
+        k.last_error = 0
+        out["adjust_bad"] = (k.alarm_adjust(123456789, 1), k.last_error)
+        k.delay_add("c", 200, "x", "y")
+        everything = k.alarm_remove_all()
+        out["all"] = sorted((n, *rest) for n, _due, *rest in everything)
+        out["left"] = k.get_event_count()
+        k.yield_("from_other")
+
+    def other(_: Any) -> None:
+        k = _[KERNEL]
+        tid = k.alarm_set("mine", time.time() + 100)
+        s.heap["tid"] = tid
+        k.call(s, "steal")
+        k.alarm_remove(tid)
+
+    def steal(_: Any) -> None:
+        k = _[KERNEL]
+        k.last_error = 0
+        out["eperm"] = (k.alarm_remove(_.heap["tid"]), k.last_error)
+
+    s = Session.create(
+        inline_states={
+            "_start": lambda _: body(_[KERNEL]),
+            "steal": steal,
+            "from_other": lambda _: None,
+        }
+    )
+    Session.create(inline_states={"_start": other})
+    poe_kernel.run()
+    assert out["removed"][0] == "a"
+    assert out["removed"][2] == [1, 2]
+    assert out["removed_due"] == pytest.approx(100, abs=0.5)
+    assert out["again"] == (None, errno.ESRCH)
+    assert out["none"] == (None, errno.EINVAL)
+    assert out["adjust"] == pytest.approx(50, abs=0.5)
+    assert out["delay_adjust"] == pytest.approx(10, abs=0.5)
+    assert out["adjust_bad"] == (None, errno.ESRCH)
+    assert out["all"] == [("b",), ("c", "x", "y")]
+    assert out["left"] == 0  # the GC marker is queued after _start
+    assert out["eperm"] == (None, errno.EPERM)
+
+
+def test_timer_ids_increase_and_share_the_queue_sequence() -> None:
+    ids: list[int] = []
+
+    def body(k: Any) -> None:
+        ids.append(k.delay_set("a", 1))
+        k.yield_("noop")
+        ids.append(k.delay_set("a", 1))
+        k.alarm_remove_all()
+
+    in_session(body, noop=lambda _: None)
+    assert ids[1] == ids[0] + 2
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_timer_order_on_a_manual_clock() -> None:
+    clock = ManualClock()
+    saved = poe_kernel._clock
+    poe_kernel._clock = clock
+    try:
+        trace: list[Any] = []
+
+        def start(_: Any) -> None:
+            k = _[KERNEL]
+            k.delay("late", 2.0)
+            k.delay("early", 1.0)
+            k.delay_add("same", 1.0, "second")  # same due time: insertion order
+
+        rec = {n: (lambda _: trace.append((_[STATE], _[ARG0]))) for n in ("late", "early", "same")}
+        Session.create(inline_states={"_start": start, **rec})
+        poe_kernel.run_one_timeslice()  # the GC marker
+        assert trace == []
+        clock.now += 0.5
+        poe_kernel.run_one_timeslice()
+        assert trace == []
+        clock.now += 0.5
+        poe_kernel.run_one_timeslice()
+        assert trace == [("early", None), ("same", "second")]
+        clock.now += 1.0
+        poe_kernel.run_one_timeslice()
+        assert trace[-1] == ("late", None)
+        for _i in range(5):
+            if not poe_kernel.run_one_timeslice():
+                break
+        assert not poe_kernel._sessions
+    finally:
+        poe_kernel._clock = saved
