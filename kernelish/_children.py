@@ -114,11 +114,19 @@ class ChildrenAPI(SignalsAPI):
                 self._have_children = True
                 return
             log.debug("%d: reaped %d status %d", os.getpid(), pid, status)
-            for session, (event, extra) in self._pid_watchers.pop(pid, {}).items():
-                session._pids.pop(pid, None)
-                self._enqueue(session, self, event, ("CHLD", pid, status, *extra), ET_SIGCLD)
-                session._refs -= 1
+            watchers = self._pid_watchers.pop(pid, None)
+            if watchers:
+                for session, (event, extra) in watchers.items():
+                    session._pids.pop(pid, None)
+                    # The queued event holds the session now ("to" ref).
+                    self._enqueue(session, self, event, ("CHLD", pid, status, *extra), ET_SIGCLD)
+                    session._refs -= 1
+                if not self._pid_watchers:
+                    # The last pid watch went: the SIGCHLD handler may go too.
+                    self._child_interest_changed()
             self._enqueue(self, self, "_signal", ("CHLD", pid, status), ET_SIGNAL)
+            if not self._chld_handler_installed:
+                return
 
     def _release_session_resources(self, session: Session) -> None:
         if session._pids:
@@ -141,3 +149,4 @@ class ChildrenAPI(SignalsAPI):
         self._pid_watchers.clear()
         self._have_children = False
         self._reap_needed = False
+        self._child_interest_changed()

@@ -3,26 +3,44 @@
 Discussion
 ----------
 After ``os.fork()`` the child must not share anything with its parent that
-would let one see the other's events (POE-SEMANTICS 4.8):
+would let one see the other's events (POE-SEMANTICS 4.8).  One
+``os.register_at_fork`` hook per kernel does the work, so it happens for
+every ``os.fork()`` -- from a handler, from top-level code, or from a library
+-- before the child runs one more line of Python; ``has_forked()`` and the
+pid checks in ``run()``/``stop()`` are only a fallback.  In the child:
 
 * the selector -- an epoll set is an open file description shared across
-  fork, so a watch the child adds or removes would change the parent's; the
-  child closes its copy of the fd (without unregistering anything) and builds
-  a new selector with the same watches;
+  fork, so a watch the child added or removed would change the parent's; the
+  child closes its copy of the epoll fd (closing never unregisters anything
+  in the shared set) and builds a new selector with the same watches;
 * the signal wakeup pipe -- a signal byte written by one process could be read
-  by the other; the child gets a new pipe.  Signals are blocked from just
-  before the fork until the child's pipe is installed, so a signal sent to the
-  child in between is delivered to the new pipe, not lost in the parent's;
+  by the other; the child gets a new pipe and points ``set_wakeup_fd`` at it.
+  Every signal is blocked from just before ``fork()`` until the child's pipe
+  is installed (``pthread_sigmask`` in the ``before`` hook, restored in a
+  ``finally`` by both ``after`` hooks), so a signal sent to the child at once
+  -- before its first timeslice -- stays pending and then lands in the new
+  pipe instead of being lost in the parent's.  The Python handlers of watched
+  signals are inherited, so the child's watchers keep working;
 * the kernel ID -- a new one, with the new pid;
 * children -- the parent's children are not the child's: pid watches are
-  dropped and their sessions released.
+  dropped and the references they held released (a session kept only by one
+  is collected in the child), and SIGCHLD is unwatched unless someone watches
+  ``CHLD``.
 
-Sessions, queued events, timers, aliases and watched handles are kept, as POE
-keeps them.  ``has_forked()`` exists for ported code and is harmless.
+Sessions, queued events, timers, aliases, signal watchers and watched handles
+are kept, as POE keeps them.  A handle watched in both processes is still one
+open file: whoever reads first gets the data, so after a fork each side should
+stop watching what belongs to the other (or call ``stop()`` in the child for a
+fresh start).  ``has_forked()`` exists for ported code and does nothing when
+the hook already ran.
 
-What a user must still not do: fork while other threads run (the child gets
-only the forking thread, and locks other threads held stay locked), or fork
-from a signal subscriber called in the middle of a dispatch.
+What a user must still not do: fork while other threads run.  The child gets
+only the forking thread; a lock another thread held (the logging module's,
+an allocator's, one inside a library) stays locked forever, and the kernel's
+hook cannot fix that.  ``os.register_at_fork`` hooks also do not run for
+``subprocess`` (which execs at once, so nothing is shared) nor for a raw
+``fork`` made from C code, where ``has_forked()`` must be called by hand.
+Nor should a child keep using a handle the parent also reads.
 """
 
 from __future__ import annotations
@@ -70,23 +88,30 @@ class ForkSafety(ChildrenAPI, SelectAPI):
 
     def _after_fork_child(self) -> None:
         """The child's fresh start: selector, wakeup pipe, ID, no pid watches."""
-        self._pid = os.getpid()
-        self._id = self._make_id()
         try:
-            self._selector.close()
-        except OSError:  # pragma: no cover
-            pass
-        old = self._wakeup
-        old.close()
-        self._wakeup = WakeupPipe()
-        if old._installed:
-            _signal.set_wakeup_fd(self._wakeup.w, warn_on_full_buffer=False)
-            self._wakeup._installed = True
-        self._new_selector()
-        self._selector.register(self._wakeup.r, selectors.EVENT_READ, None)
-        self._forget_children()
-        self._last_poll = 0.0
-        self._restore_signal_mask()
+            self._pid = os.getpid()
+            self._id = self._make_id()
+            try:
+                self._selector.close()  # closes our copy; the parent's set is untouched
+            except OSError:  # pragma: no cover
+                pass
+            old = self._wakeup
+            old.close()
+            self._wakeup = WakeupPipe()
+            self._wakeup._previous = old._previous
+            if old._installed:
+                try:
+                    _signal.set_wakeup_fd(self._wakeup.w, warn_on_full_buffer=False)
+                    self._wakeup._installed = True
+                except ValueError:  # pragma: no cover - not the main thread
+                    log.warning("%d: cannot install the wakeup fd after fork", self._pid)
+            self._new_selector()
+            self._selector.register(self._wakeup.r, selectors.EVENT_READ, None)
+            self._forget_children()
+            self._last_poll = 0.0
+        finally:
+            # Whatever failed above, the child must not stay deaf to signals.
+            self._restore_signal_mask()
         log.debug("%d: kernel re-initialised after fork as %s", self._pid, self._id)
 
 

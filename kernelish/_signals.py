@@ -10,20 +10,25 @@ SENDER = the kernel.  An unhandled *terminal* signal stops every session it
 touched; one ``sig_handled()`` anywhere saves them all; a *nonmaskable* one
 stops them even when handled.
 
-The watcher registry is a pyee ``EventEmitter`` (:attr:`Kernel.events`): a
-session's watcher is a :class:`SessionWatcher` listener, and code that is not
-a session may subscribe a plain callable, ``kernel.events.on('daemon_child',
-fn)``; such callables hear every dispatch of that signal name, after the
-session watchers, with ``(name, *args)``.  The kernel walks the listeners
-itself (it never calls ``emit``) because POE's order is by the session tree,
-not by registration.
+The watcher registry is a pyee ``EventEmitter`` (:class:`SignalBus`,
+:attr:`Kernel.events`): a session's watcher is a :class:`SessionWatcher`
+listener, and code that is not a session may subscribe a plain callable,
+``kernel.events.on('daemon_child', fn)`` (or ``once``); such callables hear
+every dispatch of that signal name, after the session watchers, with
+``(name, *args)``.  The kernel runs the session watchers itself, because POE's
+order is by the session tree, not by registration; then it calls ``emit`` for
+the callables (a failing one is logged, the others still hear the signal).
 
 OS signals never run code in the Python signal handler: the handler is a
 no-op and CPython's C-level handler writes the signal number into the wakeup
 pipe (``signal.set_wakeup_fd``), which the selector watches.  The loop drains
 the pipe and queues one ``_signal`` to the kernel per distinct signal in the
 drain -- a burst of the same signal coalesces as the OS coalesces pending
-signals.
+signals.  Only signals the kernel watches are queued: CPython writes every
+signal caught by *any* Python handler to the one wakeup fd, and a HUP some
+library handles must not become an unhandled, terminal HUP here.  The pipe is
+also drained just before the kernel would call itself idle, so a signal that
+arrived while a handler ran is never beaten by the IDLE that ends ``run()``.
 """
 
 from __future__ import annotations
@@ -39,7 +44,15 @@ from ._core import ESRCH, KernelCore, log
 from ._event import ET_SIGNAL
 from ._session import Handler, Lifecycle, Session, _Node
 
-__all__ = ["SessionWatcher", "SignalClass", "SignalsAPI", "WakeupPipe", "signal_type"]
+__all__ = [
+    "SessionWatcher",
+    "SignalBus",
+    "SignalClass",
+    "SignalsAPI",
+    "WakeupPipe",
+    "os_signal_number",
+    "signal_type",
+]
 
 _ALIVE = Lifecycle.ALIVE
 
@@ -92,6 +105,21 @@ class SessionWatcher:
         return f"<SessionWatcher {self.session!r} -> {self.event!r}>"
 
 
+class SignalBus(EventEmitter):
+    """The pyee bus of named signals (:attr:`Kernel.events`).
+
+    Sessions' watchers are :class:`SessionWatcher` listeners, which the kernel
+    dispatches itself in tree order; plain callables are run by ``emit`` (so
+    pyee's ``once`` works) with ``(name, *args)``.  A failing subscriber is
+    logged and does not keep the others from hearing the signal."""
+
+    def _emit_run(self, f: Any, args: Any, kwargs: Any) -> None:
+        try:
+            f(*args, **kwargs)
+        except Exception:
+            log.exception("%d: signal subscriber %r failed", os.getpid(), f)
+
+
 class WakeupPipe:
     """The self-pipe CPython's C signal handler writes signal numbers to."""
 
@@ -142,8 +170,11 @@ def _ignore_signal(signum: int, frame: object) -> None:
 class SignalsAPI(KernelCore):
     """The signal calls of POE::Kernel, and the dispatch of one signal."""
 
-    events: EventEmitter
+    events: SignalBus
     _wakeup: WakeupPipe
+    #: The signal whose watchers are running now (None outside a dispatch);
+    #: ``Daemon.peek`` writes to stderr when called from a watcher.
+    _dispatching_signal: str | None = None
     _os_handlers: dict[int, Any]
 
     # -- registration -------------------------------------------------------
@@ -233,7 +264,12 @@ class SignalsAPI(KernelCore):
 
     def _drain_wakeup(self) -> None:
         """Turn the signals the wakeup pipe carried into queued ``_signal``s."""
+        watched = self._os_handlers
         for num in self._wakeup.drain():
+            if num not in watched:
+                # Another Python handler's signal (CPython writes every
+                # caught signal to the one wakeup fd): not ours to broadcast.
+                continue
             if num == _signal.SIGCHLD:
                 self._reap_needed = True
                 continue
@@ -245,9 +281,29 @@ class SignalsAPI(KernelCore):
 
     _reap_needed: bool
 
+    def _poll_wakeup(self) -> bool:
+        """Drain the wakeup pipe now, before the kernel calls itself idle.
+
+        The idle check comes before the selector poll in a timeslice; without
+        this, a signal already written to the pipe (sent by a handler, or
+        arriving while one ran) would lose the race to the IDLE signal that
+        ends the program.  True if that queued anything."""
+        queue = self._queue
+        before = len(queue)
+        self._drain_wakeup()
+        if self._reap_needed:
+            self._reap()
+        return len(queue) != before
+
+    def _reap(self) -> None:  # pragma: no cover - ChildrenAPI's
+        raise NotImplementedError
+
     def _restore_os_signals(self) -> None:
         for num in list(self._os_handlers):
             self._set_os_handler(num, False)
+        self._chld_handler_installed = False
+
+    _chld_handler_installed: bool
 
     # -- dispatch -----------------------------------------------------------
 
@@ -269,7 +325,9 @@ class SignalsAPI(KernelCore):
         listeners = self.events.listeners(name)
         by_session = {w.session: w for w in listeners if type(w) is SessionWatcher}
         saved = self._sig_handled_count
+        saved_signal = self._dispatching_signal
         self._sig_handled_count = 0
+        self._dispatching_signal = name
         try:
             if by_session:
                 for node in reversed(touched):
@@ -285,18 +343,16 @@ class SignalsAPI(KernelCore):
                             None,
                             etype,
                         )
-            for func in listeners:
-                if type(func) is not SessionWatcher:
-                    try:
-                        func(name, *args)
-                    except Exception:
-                        log.exception("%d: signal subscriber %r failed", os.getpid(), func)
+            if len(by_session) != len(listeners):
+                # Plain callables on the bus, after the sessions.
+                self.events.emit(name, name, *args)
             if name == "IDLE" and target is self and self._is_idle():
                 # The kernel's own IDLE watcher, which runs last (3.4).
                 self._enqueue(self, self, "_signal", ("ZOMBIE",), ET_SIGNAL)
             handled = self._sig_handled_count
         finally:
             self._sig_handled_count = saved
+            self._dispatching_signal = saved_signal
         kind = signal_type(name)
         if kind is SignalClass.NONMASKABLE or (kind is SignalClass.TERMINAL and not handled):
             for node in reversed(touched):
