@@ -4,16 +4,26 @@ Discussion
 ----------
 A watched handle (a socket, a file with ``fileno()``, or a raw fd) belongs to
 one session per mode and keeps that session alive -- paused too, since POE's
-pause only touches the OS-level watch.  Readiness callbacks run at once,
-synchronously, in the I/O phase of the timeslice (read before write), with
-ARG0 = the handle, ARG1 = the mode (0 read, 1 write) and SENDER = the session.
+pause only touches the OS-level watch.  As in POE (3.1) a session holds one
+reference per distinct fd it watches, whatever the modes.  Two sessions may
+watch one fd in different modes; the same fd and mode in two sessions is an
+error, as in POE.  Readiness callbacks run at once, synchronously, in the I/O
+phase of the timeslice (read before write), with ARG0 = the handle, ARG1 = the
+mode (0 read, 1 write) and SENDER = the session.
 
 The registration is level-triggered: a handle that is not drained fires
 again next slice.  Where POE keeps the *old* event when a handle is watched
 again with a new one (a surprise, see POE-SEMANTICS 1.9), we replace it.
 
+A handle closed while still watched leaves a stale entry behind (the OS drops
+the fd from the epoll set by itself).  When a *different* handle object later
+arrives with the same fd number and the old one is closed, the stale entry is
+forgotten instead of raising: that is fd reuse, not a conflict.
+
 Wheels register a callable instead of a state name; the kernel runs it as
-the session, with the same exception rule as a handler.
+the session that created the wheel (``_watch_as``), with the same exception
+rule as a handler, and a wheel removes only its own watch (``_unwatch_if``),
+so a new wheel on a reused fd is never disturbed by an old wheel's cleanup.
 """
 
 from __future__ import annotations
@@ -21,39 +31,79 @@ from __future__ import annotations
 import os
 import selectors
 import socket
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from ._core import KernelCore
 from ._session import Session, _Node
 
-__all__ = ["MODE_READ", "MODE_WRITE", "SelectAPI"]
+__all__ = ["MODE_READ", "MODE_WRITE", "SelectAPI", "fileno_of"]
 
 MODE_READ = 0
 MODE_WRITE = 1
-_MASKS = (selectors.EVENT_READ, selectors.EVENT_WRITE)
+_EVENT_READ = selectors.EVENT_READ
+_EVENT_WRITE = selectors.EVENT_WRITE
+_MASKS = (_EVENT_READ, _EVENT_WRITE)
+
+Event = str | Callable[..., Any]
 
 
 class _ModeWatch:
-    __slots__ = ("event", "extra", "paused")
+    """One mode of one fd, watched by one session."""
 
-    def __init__(self, event: str | Callable[..., Any], extra: tuple[Any, ...]) -> None:
+    __slots__ = ("event", "extra", "handle", "owner", "paused", "session")
+
+    def __init__(
+        self,
+        session: _Node,
+        handle: Any,
+        event: Event,
+        extra: tuple[Any, ...],
+        owner: weakref.ref[Any] | None = None,
+    ) -> None:
+        self.session = session
+        self.handle = handle
         self.event = event
         self.extra = extra
         self.paused = False
+        #: for a weak watch (``handle`` is then the fd): the handle object
+        self.owner = owner
+
+    def stale(self, handle: Any) -> bool:
+        """Whether this watch belongs to a closed (or freed) handle other
+        than ``handle``."""
+        if self.owner is not None:
+            held = self.owner()
+            return held is not handle and (held is None or _is_closed(held))
+        return self.handle is not handle and _is_closed(self.handle)
 
 
 class FdWatch:
     """Everything watched on one file descriptor."""
 
-    __slots__ = ("fd", "handle", "mask", "modes", "session")
+    __slots__ = ("fd", "mask", "modes")
 
-    def __init__(self, fd: int, handle: Any, session: _Node) -> None:
+    def __init__(self, fd: int) -> None:
         self.fd = fd
-        self.handle = handle
-        self.session = session
         self.modes: list[_ModeWatch | None] = [None, None]
         self.mask = 0
+
+    @property
+    def handle(self) -> Any:
+        """The handle of the first watched mode (for introspection)."""
+        for mw in self.modes:
+            if mw is not None:
+                return mw.handle
+        return None
+
+    @property
+    def session(self) -> _Node | None:
+        """The session of the first watched mode (for introspection)."""
+        for mw in self.modes:
+            if mw is not None:
+                return mw.session
+        return None
 
 
 def fileno_of(handle: Any) -> int:
@@ -63,65 +113,125 @@ def fileno_of(handle: Any) -> int:
     return int(handle.fileno())
 
 
+def _is_closed(handle: Any) -> bool:
+    if isinstance(handle, int):
+        return False
+    try:
+        return int(handle.fileno()) < 0
+    except (OSError, ValueError):
+        return True
+
+
 class SelectAPI(KernelCore):
     """The I/O watcher calls of POE::Kernel."""
 
     _selector: selectors.BaseSelector
     _fd_watch: dict[int, FdWatch]
 
-    def _watch(
-        self, handle: Any, mode: int, event: str | Callable[..., Any] | None, extra: tuple[Any, ...]
-    ) -> int:
-        session = self._active_session
+    # -- bookkeeping ------------------------------------------------------
+
+    def _watch_as(
+        self,
+        session: _Node,
+        handle: Any,
+        mode: int,
+        event: Event | None,
+        extra: tuple[Any, ...] = (),
+        *,
+        weak: bool = False,
+    ) -> None:
+        """Watch (or, with ``event`` None, stop watching) ``handle`` in
+        ``mode`` for ``session``.  ``weak``: keep only the fd and a weak
+        reference to ``handle`` (wheels: the kernel must not keep a dropped
+        wheel's socket open)."""
         fd = fileno_of(handle)
         watch = self._fd_watch.get(fd)
         if event is None:
-            if watch is not None and watch.modes[mode] is not None:
-                watch.modes[mode] = None
-                self._update_mask(watch)
-                if watch.modes == [None, None]:
-                    self._drop_fd(watch)
-            return 0
+            if watch is not None:
+                mw = watch.modes[mode]
+                if mw is not None:
+                    self._drop_mode(watch, mode)
+            return
+        if fd < 0:
+            raise ValueError(f"cannot watch a closed handle: {handle!r}")
         if watch is None:
+            watch = self._fd_watch[fd] = FdWatch(fd)
+        else:
+            self._forget_stale(watch, handle)
+        old = watch.modes[mode]
+        if old is not None and old.session is not session:
+            raise RuntimeError(
+                f"fd {fd} is already watched for {('read', 'write')[mode]} by "
+                f"{old.session!r}; {session!r} cannot watch it too"
+            )
+        if old is None:
             if isinstance(handle, socket.socket):
                 handle.setblocking(False)
             else:
                 os.set_blocking(fd, False)
-            watch = self._fd_watch[fd] = FdWatch(fd, handle, session)
-            session._fds[fd] = 1
-            session._refs += 1
-        elif watch.session is not session:
-            raise RuntimeError(
-                f"fd {fd} is already watched by {watch.session!r}; {session!r} cannot watch it too"
-            )
-        watch.modes[mode] = _ModeWatch(event, extra)
+            count = session._fds.get(fd, 0)
+            session._fds[fd] = count + 1
+            if not count:
+                session._refs += 1
+        if weak and not isinstance(handle, int):
+            watch.modes[mode] = _ModeWatch(session, fd, event, extra, weakref.ref(handle))
+        else:
+            watch.modes[mode] = _ModeWatch(session, handle, event, extra)
         self._update_mask(watch)
-        return 0
 
-    def _drop_fd(self, watch: FdWatch) -> None:
-        del self._fd_watch[watch.fd]
-        session = watch.session
-        if session._fds.pop(watch.fd, None) is not None:
+    def _forget_stale(self, watch: FdWatch, handle: Any) -> None:
+        """Drop modes left behind by a handle closed while watched (fd reuse)."""
+        for mode, mw in enumerate(watch.modes):
+            if mw is not None and mw.stale(handle):
+                self._drop_mode(watch, mode)
+        if watch.fd not in self._fd_watch:
+            self._fd_watch[watch.fd] = watch
+
+    def _drop_mode(self, watch: FdWatch, mode: int) -> None:
+        mw = watch.modes[mode]
+        assert mw is not None
+        watch.modes[mode] = None
+        self._update_mask(watch)
+        if watch.modes[0] is None and watch.modes[1] is None:
+            del self._fd_watch[watch.fd]
+        session = mw.session
+        fd = watch.fd
+        count = session._fds.get(fd, 0) - 1
+        if count > 0:
+            session._fds[fd] = count
+        elif session._fds.pop(fd, None) is not None:
             self._unref(session)
+
+    def _unwatch_if(self, fd: int, mode: int, event: Event) -> None:
+        """Stop watching ``fd`` in ``mode`` if ``event`` is still its event
+        (a wheel's cleanup: it never removes someone else's watch)."""
+        watch = self._fd_watch.get(fd)
+        if watch is not None:
+            mw = watch.modes[mode]
+            if mw is not None and mw.event is event:
+                self._drop_mode(watch, mode)
 
     def _update_mask(self, watch: FdWatch) -> None:
         mask = 0
-        for mode, mw in enumerate(watch.modes):
-            if mw is not None and not mw.paused:
-                mask |= _MASKS[mode]
+        r, w = watch.modes
+        if r is not None and not r.paused:
+            mask = _EVENT_READ
+        if w is not None and not w.paused:
+            mask |= _EVENT_WRITE
         if mask == watch.mask:
             return
+        selector = self._selector
         try:
             if watch.mask == 0:
-                self._selector.register(watch.fd, mask, watch)
+                selector.register(watch.fd, mask, watch)
             elif mask == 0:
-                self._selector.unregister(watch.fd)
+                selector.unregister(watch.fd)
             else:
-                self._selector.modify(watch.fd, mask, watch)
+                selector.modify(watch.fd, mask, watch)
         except (OSError, ValueError, KeyError):
             # A closed handle: forget the OS-level watch, keep the bookkeeping.
             try:
-                self._selector.unregister(watch.fd)
+                selector.unregister(watch.fd)
             except (KeyError, ValueError, OSError):
                 pass
             mask = 0
@@ -134,46 +244,53 @@ class SelectAPI(KernelCore):
         mw = watch.modes[mode]
         if mw is None:
             return 0
-        mw.paused = paused
-        self._update_mask(watch)
+        if mw.paused is not paused:
+            mw.paused = paused
+            self._update_mask(watch)
         return 1
 
-    def select_read(
-        self, handle: Any, event: str | Callable[..., Any] | None = None, *extra: Any
-    ) -> int:
-        """Watch ``handle`` for reading (``$kernel->select_read``); without
-        ``event``, stop.  ARG0 = handle, ARG1 = 0, ARG2.. = ``extra``."""
-        return self._watch(handle, MODE_READ, event, extra)
+    # -- the public calls ---------------------------------------------------
 
-    def select_write(
-        self, handle: Any, event: str | Callable[..., Any] | None = None, *extra: Any
-    ) -> int:
-        """Watch ``handle`` for writing (``$kernel->select_write``)."""
-        return self._watch(handle, MODE_WRITE, event, extra)
+    def select_read(self, handle: Any, event: Event | None = None, *extra: Any) -> int:
+        """Watch ``handle`` for reading (``$kernel->select_read``); without
+        ``event``, stop.  ARG0 = handle, ARG1 = 0, ARG2.. = ``extra``.
+        Returns 0, as POE's does."""
+        self._watch_as(self._active_session, handle, MODE_READ, event, extra)
+        return 0
+
+    def select_write(self, handle: Any, event: Event | None = None, *extra: Any) -> int:
+        """Watch ``handle`` for writing (``$kernel->select_write``); returns 0."""
+        self._watch_as(self._active_session, handle, MODE_WRITE, event, extra)
+        return 0
 
     def select_pause_read(self, handle: Any) -> int:
-        """Stop the OS-level read watch, keep the bookkeeping; 1 if watched."""
+        """Stop the OS-level read watch, keep the bookkeeping (and the
+        session's reference); 1 if watched for reading, else 0."""
         return self._pause(handle, MODE_READ, True)
 
     def select_resume_read(self, handle: Any) -> int:
-        """Resume a paused read watch; 1 if watched."""
+        """Resume a paused read watch; 1 if watched for reading, else 0."""
         return self._pause(handle, MODE_READ, False)
 
     def select_pause_write(self, handle: Any) -> int:
-        """Stop the OS-level write watch; 1 if watched."""
+        """Stop the OS-level write watch; 1 if watched for writing, else 0."""
         return self._pause(handle, MODE_WRITE, True)
 
     def select_resume_write(self, handle: Any) -> int:
-        """Resume a paused write watch; 1 if watched."""
+        """Resume a paused write watch; 1 if watched for writing, else 0."""
         return self._pause(handle, MODE_WRITE, False)
 
     def select(
-        self, handle: Any, ev_read: str | None = None, ev_write: str | None = None, *extra: Any
+        self, handle: Any, ev_read: Event | None = None, ev_write: Event | None = None, *extra: Any
     ) -> int:
-        """Set or clear the read and write watches at once (``select``)."""
-        self._watch(handle, MODE_READ, ev_read, extra)
-        self._watch(handle, MODE_WRITE, ev_write, extra)
+        """Set or clear the read and write watches at once (``select``);
+        returns 0."""
+        session = self._active_session
+        self._watch_as(session, handle, MODE_READ, ev_read, extra)
+        self._watch_as(session, handle, MODE_WRITE, ev_write, extra)
         return 0
+
+    # -- dispatch -----------------------------------------------------------
 
     def _dispatch_ready(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
         """Run the I/O callbacks of one select, read before write."""
@@ -183,29 +300,24 @@ class SelectAPI(KernelCore):
             if watch is None:
                 self._drain_wakeup()
                 continue
-            for mode in (MODE_READ, MODE_WRITE):
-                if not mask & _MASKS[mode] or fd_watch.get(watch.fd) is not watch:
-                    continue
-                mw = watch.modes[mode]
-                if mw is None or mw.paused:
-                    continue
-                event = mw.event
-                session = watch.session
-                if callable(event):
-                    self._invoke_callable(session, event, watch.handle, mode)
-                else:
-                    self._invoke(
-                        session,
-                        event,
-                        (watch.handle, mode, *mw.extra),
-                        session,
-                        None,
-                        None,
-                        None,
-                        0,
-                    )
+            if mask & _EVENT_READ:
+                mw = watch.modes[0]
+                if mw is not None and not mw.paused and fd_watch.get(watch.fd) is watch:
+                    self._fire(mw, MODE_READ)
+            if mask & _EVENT_WRITE:
+                mw = watch.modes[1]
+                if mw is not None and not mw.paused and fd_watch.get(watch.fd) is watch:
+                    self._fire(mw, MODE_WRITE)
         if self._marked:
             self._sweep()
+
+    def _fire(self, mw: _ModeWatch, mode: int) -> None:
+        event = mw.event
+        session = mw.session
+        if isinstance(event, str):
+            self._invoke(session, event, (mw.handle, mode, *mw.extra), session, None, None, None, 0)
+        else:
+            self._invoke_callable(session, event, mw.handle, mode)
 
     def _drain_wakeup(self) -> None:  # pragma: no cover - SignalsAPI's
         raise NotImplementedError
@@ -213,9 +325,13 @@ class SelectAPI(KernelCore):
     def _release_session_resources(self, session: Session) -> None:
         for fd in list(session._fds):
             watch = self._fd_watch.get(fd)
-            if watch is not None and watch.session is session:
-                watch.modes = [None, None]
-                self._update_mask(watch)
+            if watch is None:
+                continue
+            for mode, mw in enumerate(watch.modes):
+                if mw is not None and mw.session is session:
+                    watch.modes[mode] = None
+            self._update_mask(watch)
+            if watch.modes[0] is None and watch.modes[1] is None:
                 del self._fd_watch[fd]
         session._fds.clear()
         super()._release_session_resources(session)

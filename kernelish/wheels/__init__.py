@@ -1,0 +1,14 @@
+"""Wheels: reusable I/O state machines that live in a session's heap
+(POE::Wheel::*).
+
+``SocketFactory`` listens for and makes connections; ``ReadWrite`` moves
+records over a handle through a filter and a driver.  Dropping a wheel's last
+reference (``del heap['wheel']``) releases its watchers at once, as POE's
+DESTROY does.
+"""
+
+from kernelish.wheels._base import Wheel
+from kernelish.wheels._readwrite import ReadWrite
+from kernelish.wheels._socketfactory import SocketFactory, reuse_enabled
+
+__all__ = ["ReadWrite", "SocketFactory", "Wheel", "reuse_enabled"]

@@ -1,0 +1,389 @@
+"""SocketFactory: listening and connecting sockets (POE::Wheel::SocketFactory).
+
+Discussion
+----------
+POE-SEMANTICS 7.1 is the spec.  The setup runs in POE's order -- socket,
+non-blocking, SO_REUSEADDR, bind, then listen or connect -- and every failure
+there is *posted* to the session with ``yield`` (operation, errno, error text,
+wheel ID): the constructor still returns the wheel, and the FailureEvent
+arrives later, as POE's does.
+
+Differences from POE, all deliberate:
+
+* SuccessEvent's ARG1 is the peer address as a string (``'127.0.0.1'``,
+  ``'::1'``); POE gives a packed address (``inet_ntoa`` it there).  For UNIX
+  sockets ARG1 is the peer's path or None, ARG2 None.
+* A listener accepts up to ``AcceptBatch`` (default 16) connections per
+  readiness, where POE accepts one; each gets its own SuccessEvent, and the
+  batch stops at once if a handler pauses or drops the wheel.
+  ``AcceptBatch=1`` is POE's behaviour.  Accepted sockets are non-blocking
+  and close-on-exec.
+* ``getsockname()`` returns Python's address tuple (or path), not a packed
+  sockaddr; None when the wheel has no socket.
+* ``Handle=`` adopts an already-listening socket (a ``socket.socket`` or a raw
+  fd number, e.g. one inherited from a parent process or systemd).
+* An IPv6 literal in BindAddress/RemoteAddress selects AF_INET6 when
+  SocketDomain is not given (POE needs ``SocketDomain => AF_INET6``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import weakref
+from typing import Any
+
+from pydantic import Field
+
+from .._params import Params, parse_params
+from .._select import MODE_READ, MODE_WRITE
+from ._base import Wheel
+
+__all__ = ["SocketFactory", "SocketFactoryParams"]
+
+_IGNORED_ACCEPT_ERRORS = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED, errno.ESPIPE)
+
+
+class SocketFactoryParams(Params):
+    """Constructor parameters of :class:`SocketFactory` (CamelCase or snake_case)."""
+
+    success_event: str
+    failure_event: str
+    socket_domain: int | None = None
+    socket_type: int | None = None
+    socket_protocol: str | int = "tcp"
+    bind_address: str | None = None
+    bind_port: int | str | None = None
+    remote_address: str | None = None
+    remote_port: int | str | None = None
+    listen_queue: int = Field(socket.SOMAXCONN, gt=0)
+    reuse: str | int | bool | None = None
+    handle: socket.socket | int | None = None
+    accept_batch: int = Field(16, gt=0)
+
+
+def reuse_enabled(value: Any) -> bool:
+    """POE's Reuse rule: ``'yes'``/``'on'`` (any case), or a true value
+    containing a digit (``1``, ``'1'``); Python's ``True`` too."""
+    if value is True:
+        return True
+    if value is None or value is False:
+        return False
+    text = str(value)
+    perl_true = text not in ("", "0") and bool(value)  # Perl: '' and '0' are false
+    return text.lower() in ("yes", "on") or (perl_true and any(c.isdigit() for c in text))
+
+
+class _Failed(Exception):
+    def __init__(self, operation: str, errnum: int, errstr: str) -> None:
+        super().__init__(operation, errnum, errstr)
+        self.operation = operation
+        self.errnum = errnum
+        self.errstr = errstr
+
+
+def _failed(operation: str, exc: OSError) -> _Failed:
+    errnum = exc.errno or 0
+    return _Failed(operation, errnum, exc.strerror or os.strerror(errnum) if errnum else str(exc))
+
+
+class SocketFactory(Wheel):
+    """Create a listening or connecting socket and report its connections
+    (port of POE::Wheel::SocketFactory).
+
+    Listening (no RemoteAddress): ``SuccessEvent(socket, peer_address,
+    peer_port, wheel_id)`` for each accepted connection.  Connecting
+    (RemoteAddress/RemotePort): one SuccessEvent with the connected socket.
+    ``FailureEvent(operation, errnum, errstr, wheel_id)`` for errors; setup
+    errors such as ``('bind', EADDRINUSE, ...)`` arrive after the
+    constructor has returned.
+    """
+
+    __slots__ = (
+        "_accept_batch",
+        "_connecting",
+        "_domain",
+        "_failure_event",
+        "_listening",
+        "_paused",
+        "_socket",
+        "_success_event",
+    )
+
+    def __init__(self, **params: Any) -> None:
+        p = parse_params(SocketFactoryParams, "SocketFactory", params)
+        super().__init__()
+        self._success_event: str | None = p.success_event
+        self._failure_event: str | None = p.failure_event
+        self._accept_batch = p.accept_batch
+        self._socket: socket.socket | None = None
+        self._listening = False
+        self._connecting = False
+        self._paused = False
+        self._domain: int = socket.AF_INET
+        try:
+            if p.handle is not None:
+                self._adopt(p.handle)
+            else:
+                self._setup(p)
+        except _Failed as failure:
+            self._close()
+            self._kernel.yield_(
+                p.failure_event, failure.operation, failure.errnum, failure.errstr, self._id
+            )
+
+    # -- setup ----------------------------------------------------------------
+
+    def _adopt(self, handle: socket.socket | int) -> None:
+        sock = socket.socket(fileno=handle) if isinstance(handle, int) else handle
+        try:
+            sock.setblocking(False)
+            sock.set_inheritable(False)
+        except OSError as exc:
+            raise _failed("socket", exc) from None
+        self._socket = sock
+        self._hold(sock)
+        self._domain = sock.family
+        self._start_listening()
+
+    def _setup(self, p: SocketFactoryParams) -> None:
+        domain: int | None = p.socket_domain
+        if domain is None:
+            domain = socket.AF_INET
+            for address in (p.bind_address, p.remote_address):
+                if address is not None and ":" in address:
+                    domain = socket.AF_INET6
+        self._domain = domain
+        proto_name = p.socket_protocol
+        if isinstance(proto_name, str):
+            try:
+                proto = socket.getprotobyname(proto_name) if domain != socket.AF_UNIX else 0
+            except OSError:
+                raise _Failed("getprotobyname", 0, f"unknown protocol {proto_name!r}") from None
+        else:
+            proto = proto_name
+        sock_type = p.socket_type
+        if sock_type is None:
+            udp = proto_name == "udp" or proto == socket.IPPROTO_UDP
+            sock_type = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
+        try:
+            sock = socket.socket(domain, sock_type | socket.SOCK_CLOEXEC, proto)
+        except OSError as exc:
+            raise _failed("socket", exc) from None
+        self._socket = sock
+        self._hold(sock)
+        sock.setblocking(False)
+        if reuse_enabled(p.reuse):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            except OSError as exc:
+                raise _failed("setsockopt", exc) from None
+        if domain == socket.AF_UNIX:
+            if p.bind_address is not None:
+                self._bind(p.bind_address)
+        elif p.bind_address is not None or p.bind_port is not None:
+            self._bind(self._inet_address(p.bind_address, p.bind_port, passive=True))
+        if p.remote_address is not None:
+            self._connect(p)
+        elif sock_type == socket.SOCK_DGRAM:
+            self._kernel.yield_(p.success_event, sock, None, None, self._id)
+        else:
+            try:
+                sock.listen(p.listen_queue)
+            except OSError as exc:
+                raise _failed("listen", exc) from None
+            self._start_listening()
+
+    def _port(self, port: int | str | None) -> int:
+        if port is None:
+            return 0
+        if isinstance(port, int):
+            return port
+        if port.isdigit():
+            return int(port)
+        try:
+            return socket.getservbyname(port, "tcp")
+        except OSError:
+            raise _Failed("getservbyname", 0, f"unknown service {port!r}") from None
+
+    def _inet_address(
+        self, host: str | None, port: int | str | None, *, passive: bool
+    ) -> tuple[Any, ...]:
+        number = self._port(port)
+        if host is None or host == "":
+            return ("::" if self._domain == socket.AF_INET6 else "0.0.0.0", number)
+        try:
+            infos = socket.getaddrinfo(
+                host,
+                number,
+                self._domain,
+                socket.SOCK_STREAM,
+                0,
+                socket.AI_PASSIVE if passive else 0,
+            )
+        except socket.gaierror as exc:
+            raise _Failed("getaddrinfo", exc.errno or 0, exc.strerror or str(exc)) from None
+        return tuple(infos[0][4])
+
+    def _bind(self, address: Any) -> None:
+        assert self._socket is not None
+        try:
+            self._socket.bind(address)
+        except OSError as exc:
+            raise _failed("bind", exc) from None
+
+    def _connect(self, p: SocketFactoryParams) -> None:
+        sock = self._socket
+        assert sock is not None
+        assert p.remote_address is not None
+        if self._domain == socket.AF_UNIX:
+            address: Any = p.remote_address
+        else:
+            if p.remote_port is None:
+                raise _Failed("connect", errno.EINVAL, "RemotePort is required")
+            address = self._inet_address(p.remote_address, p.remote_port, passive=False)
+        code = sock.connect_ex(address)
+        if code not in (0, errno.EINPROGRESS, errno.EAGAIN):
+            raise _Failed("connect", code, os.strerror(code))
+        self._connecting = True
+        self._watch(sock, MODE_WRITE, SocketFactory._on_connect)
+
+    def _start_listening(self) -> None:
+        sock = self._socket
+        assert sock is not None
+        self._listening = True
+        kernel = self._kernel
+        session = self._session_ref()
+        if session is None:
+            return
+        ref = weakref.ref(self)
+        batch = self._accept_batch
+
+        def on_ready(handle: Any, mode: int) -> None:
+            # The wheel is looked up again for every connection, so a handler
+            # dropping it ends the batch (and no event reaches a dead wheel).
+            for _ in range(batch):
+                wheel = ref()
+                if wheel is None or not wheel._accept_one():
+                    return
+                del wheel
+
+        on_ready.__name__ = on_ready.__qualname__ = f"{self!r} -> select accept"
+        kernel._watch_as(session, sock, MODE_READ, on_ready, weak=True)
+        self._resources.watches[(sock.fileno(), MODE_READ)] = on_ready
+
+    # -- readiness ------------------------------------------------------------
+
+    def _accept_one(self) -> bool:
+        """Accept one connection; False when the batch should stop."""
+        sock = self._socket
+        if sock is None or self._paused or not self._listening:
+            return False
+        try:
+            new = _accept(sock)
+        except OSError as exc:
+            if exc.errno in _IGNORED_ACCEPT_ERRORS:
+                return exc.errno == errno.ECONNABORTED
+            self._emit(self._failure_event, "accept", exc.errno, exc.strerror or str(exc), self._id)
+            return False
+        conn, peer = new
+        if isinstance(peer, tuple):
+            address, port = peer[0], peer[1]
+        else:
+            address, port = (peer or None), None
+        self._emit(self._success_event, conn, address, port, self._id)
+        return True
+
+    def _on_connect(self) -> None:
+        sock = self._socket
+        if sock is None or not self._connecting:
+            return
+        self._connecting = False
+        self._unwatch(sock, MODE_WRITE)
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            self._emit(self._failure_event, "connect", code, os.strerror(code), self._id)
+            return
+        try:
+            peer = sock.getpeername()
+        except OSError as exc:
+            self._emit(
+                self._failure_event, "getpeername", exc.errno, exc.strerror or str(exc), self._id
+            )
+            return
+        # The connected socket now belongs to the session, not the wheel.
+        self._socket = None
+        self._resources.handles.remove(sock)
+        if isinstance(peer, tuple):
+            address, port = peer[0], peer[1]
+        else:
+            address, port = (peer or None), None
+        self._emit(self._success_event, sock, address, port, self._id)
+
+    # -- public methods -------------------------------------------------------
+
+    def pause_accept(self) -> None:
+        """Stop accepting; new connections wait in the listen backlog
+        (``pause_accept``).  The paused socket still keeps the session alive."""
+        if self._listening and self._socket is not None:
+            self._paused = True
+            self._kernel.select_pause_read(self._socket)
+
+    def resume_accept(self) -> None:
+        """Accept again after :meth:`pause_accept` (``resume_accept``)."""
+        if self._listening and self._socket is not None:
+            self._paused = False
+            self._kernel.select_resume_read(self._socket)
+
+    def getsockname(self) -> Any:
+        """The socket's own address (Python's form: ``(host, port)`` or a
+        path), or None without a socket (``getsockname``; POE gives a packed
+        sockaddr)."""
+        sock = self._socket
+        if sock is None:
+            return None
+        try:
+            return sock.getsockname()
+        except OSError:
+            return None
+
+    def get_handle(self) -> socket.socket | None:
+        """The wheel's socket, or None."""
+        return self._socket
+
+    def event(self, **events: str | None) -> None:
+        """Rename events: ``event(SuccessEvent='x', FailureEvent='y')``
+        (snake_case accepted) -- POE's ``event``."""
+        for name, value in events.items():
+            if name in ("SuccessEvent", "success_event"):
+                self._success_event = value
+            elif name in ("FailureEvent", "failure_event"):
+                self._failure_event = value
+            else:
+                raise TypeError(f"SocketFactory.event: unknown event parameter {name!r}")
+
+    # -- lifetime ---------------------------------------------------------------
+
+    def _close(self) -> None:
+        sock = self._socket
+        self._socket = None
+        self._listening = self._connecting = False
+        if sock is not None:
+            if (sock.fileno(), MODE_READ) in self._resources.watches:
+                self._unwatch(sock, MODE_READ)
+            if (sock.fileno(), MODE_WRITE) in self._resources.watches:
+                self._unwatch(sock, MODE_WRITE)
+            self._resources.handles.remove(sock)
+            sock.close()
+
+    def _forget_handles(self) -> None:
+        self._socket = None
+
+
+def _accept(sock: socket.socket) -> tuple[socket.socket, Any]:
+    """accept4() with close-on-exec, the new socket non-blocking."""
+    fd, peer = sock._accept()  # type: ignore[attr-defined]
+    conn = socket.socket(sock.family, sock.type, sock.proto, fileno=fd)
+    conn.setblocking(False)
+    return conn, peer
