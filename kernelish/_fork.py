@@ -82,6 +82,9 @@ class ForkSafety(ChildrenAPI, SelectAPI):
             _signal.pthread_sigmask(_signal.SIG_SETMASK, self._fork_mask)
             self._fork_mask = None
 
+    def _asyncio_after_fork_child(self) -> None:  # pragma: no cover - AsyncioAPI's
+        """Give the asyncio loop its own plumbing (see ``_asyncio``)."""
+
     def _after_fork_parent(self) -> None:
         self._have_children = True
         self._restore_signal_mask()
@@ -109,6 +112,7 @@ class ForkSafety(ChildrenAPI, SelectAPI):
             self._selector.register(self._wakeup.r, selectors.EVENT_READ, None)
             self._forget_children()
             self._last_poll = 0.0
+            self._asyncio_after_fork_child()
         finally:
             # Whatever failed above, the child must not stay deaf to signals.
             self._restore_signal_mask()

@@ -25,11 +25,13 @@ from collections.abc import Callable
 from sys import _getframe
 from typing import Any
 
+from ._asyncio import AsyncioAPI
 from ._children import REAP_POLL_INTERVAL, ChildrenAPI
 from ._core import EEXIST, EPERM, ESRCH
 from ._event import ET_CALL, ET_CHILD, ET_PARENT, ET_POST, ET_SIGNAL, EV_CANCELLED
 from ._fork import ForkSafety, register_fork_hooks
 from ._handler_args import make_handler_args
+from ._handlers import as_handler
 from ._select import SelectAPI
 from ._session import Lifecycle, Session, _Node
 from ._signals import SignalBus, WakeupPipe
@@ -44,7 +46,7 @@ _ALIVE = Lifecycle.ALIVE
 _STOPPING = Lifecycle.STOPPING
 
 
-class Kernel(ForkSafety, ChildrenAPI, SelectAPI, TimersAPI):
+class Kernel(AsyncioAPI, ForkSafety, ChildrenAPI, SelectAPI, TimersAPI):
     """POE's kernel (port of POE::Kernel); use the process's ``poe_kernel``.
 
     The clock is injectable (``Kernel(clock=...)``) so a test can step
@@ -134,6 +136,8 @@ class Kernel(ForkSafety, ChildrenAPI, SelectAPI, TimersAPI):
             if not source._from:
                 self._marked.pop(source, None)
             source._from += 1
+            if source is self and self._bridge is not None:
+                self._bridge.kick()  # posted from asyncio code
         return True
 
     def yield_(self, event: str, *args: Any) -> None:
@@ -206,6 +210,8 @@ class Kernel(ForkSafety, ChildrenAPI, SelectAPI, TimersAPI):
             )
         before = self._pending_error
         ret = self._invoke(target, event, args, active, file, line, self._active_event, ET_CALL)
+        if active is self and self._bridge is not None:
+            self._bridge.kick()  # called from asyncio code: queued work may follow
         if self._pending_error is not None and self._pending_error is not before:
             self._raise_pending()
         return ret
@@ -293,12 +299,12 @@ class Kernel(ForkSafety, ChildrenAPI, SelectAPI, TimersAPI):
         if handler is None:
             session._states.pop(name, None)
         elif callable(handler) and method is None and not isinstance(handler, type):
-            session._states[name] = (handler, None)
+            session._states[name] = (as_handler(handler), None)
         else:
             func = getattr(handler, method or name, None)
             if not callable(func):
                 raise TypeError(f"{handler!r} has no method {method or name!r}")
-            session._states[name] = (func, handler)
+            session._states[name] = (as_handler(func), handler)
         return 0
 
     # -- extra references -------------------------------------------------
@@ -409,7 +415,7 @@ class Kernel(ForkSafety, ChildrenAPI, SelectAPI, TimersAPI):
         self._to = self._from = 0
         self._marked.clear()
 
-    def _timeslice(self, run_on: bool = False) -> None:
+    def _timeslice(self, run_on: bool = False, max_timeout: float = 3600.0) -> None:
         """One POE timeslice (POE-SEMANTICS 5.3): the idle check, the
         timeout from the queue head, the selector poll and its I/O
         callbacks, then the dispatch pass.  With ``run_on`` (``run()``), the
@@ -428,7 +434,9 @@ class Kernel(ForkSafety, ChildrenAPI, SelectAPI, TimersAPI):
             if self._chld_handler_installed and timeout > REAP_POLL_INTERVAL:
                 # The reaper's safety net needs the loop to come round.
                 timeout = REAP_POLL_INTERVAL
-        if timeout > 0.0 or now - self._last_poll >= POLL_INTERVAL:
+        if timeout > max_timeout:
+            timeout = max_timeout  # under asyncio the loop does the waiting
+        if timeout > 0.0 or not max_timeout or now - self._last_poll >= POLL_INTERVAL:
             ready = self._selector.select(timeout)
             self._last_poll = self._clock()
             if ready:

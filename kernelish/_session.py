@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._handler_args import HandlerArgs
+from ._handlers import as_handler
 
 __all__ = ["Handler", "Lifecycle", "Session"]
 
@@ -115,14 +116,14 @@ class Session(_Node):
         for name, func in (inline_states or {}).items():
             if not callable(func):
                 raise TypeError(f"inline state {name!r} is not callable: {func!r}")
-            states[name] = (func, None)
+            states[name] = (as_handler(func), None)
         for owner, names in list(object_states or []) + list(package_states or []):
             mapping = dict(names) if isinstance(names, Mapping) else {n: n for n in names}
             for event, method in mapping.items():
                 bound = getattr(owner, method, None)
                 if not callable(bound):
                     raise TypeError(f"{owner!r} has no method {method!r} for state {event!r}")
-                states[event] = (bound, owner)
+                states[event] = (as_handler(bound), owner)
         if args is None:
             start_args: tuple[Any, ...] = ()
         elif isinstance(args, list | tuple):

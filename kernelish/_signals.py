@@ -42,6 +42,7 @@ from pyee import EventEmitter
 
 from ._core import ESRCH, KernelCore, log
 from ._event import ET_SIGNAL
+from ._handlers import as_handler
 from ._session import Handler, Lifecycle, Session, _Node
 
 __all__ = [
@@ -198,7 +199,7 @@ class SignalsAPI(KernelCore):
         if event is not None:
             if callable(event):
                 state = f"<sig {name}>"
-                session._states[state] = (event, None)
+                session._states[state] = (as_handler(event), None)
                 event = state
             watcher = SessionWatcher(session, event, extra)
             session._sig_watchers[name] = watcher
@@ -218,6 +219,7 @@ class SignalsAPI(KernelCore):
             self.last_error = ESRCH
             return False
         self._enqueue(target, self._active_session, "_signal", (name, *args), ET_SIGNAL)
+        self._kick_async()
         return True
 
     def signal_watchers(self, name: str) -> dict[_Node, str]:
@@ -236,6 +238,9 @@ class SignalsAPI(KernelCore):
         raise NotImplementedError
 
     # -- OS signals ---------------------------------------------------------
+
+    def _kick_async(self) -> None:  # pragma: no cover - AsyncioAPI's
+        """Wake ``run_async`` after asyncio code queued work."""
 
     def _signal_interest_changed(self, name: str) -> None:
         if name in ("CHLD", "CLD"):
