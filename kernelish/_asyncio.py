@@ -93,7 +93,7 @@ class AsyncioBridge:
             # Nothing queued: one more slice if the kernel may be idle (its
             # IDLE check ends sessions that only hold aliases), else wait for
             # the selector fd.
-            self._handle = self.loop.call_soon(self._slice) if kernel._is_idle() else None
+            self._handle = self.loop.call_soon(self._slice) if kernel._is_idle()  # type: ignore[attr-defined] else None
             return
         self._due = head
         self._handle = self.loop.call_at(head, self._slice)

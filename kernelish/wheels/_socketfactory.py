@@ -22,6 +22,10 @@ Differences from POE, all deliberate:
   sockaddr; None when the wheel has no socket.
 * ``Handle=`` adopts an already-listening socket (a ``socket.socket`` or a raw
   fd number, e.g. one inherited from a parent process or systemd).
+* Socket activation: when systemd passed listening sockets (``LISTEN_FDS``
+  naming this process), a factory that would bind and listen adopts the next
+  one instead -- or the one named ``ListenFdName`` (``LISTEN_FDNAMES``).
+  ``SocketActivation=False`` opts out.  See :mod:`kernelish._activation`.
 * An IPv6 literal in BindAddress/RemoteAddress selects AF_INET6 when
   SocketDomain is not given (POE needs ``SocketDomain => AF_INET6``).
 """
@@ -38,6 +42,7 @@ from pydantic import Field
 
 from .._params import Params, parse_params
 from .._select import MODE_READ, MODE_WRITE
+from .._activation import take_inherited_socket
 from ._base import Wheel
 
 __all__ = ["SocketFactory", "SocketFactoryParams"]
@@ -61,6 +66,8 @@ class SocketFactoryParams(Params):
     reuse: str | int | bool | None = None
     handle: socket.socket | int | None = None
     accept_batch: int = Field(16, gt=0)
+    listen_fd_name: str | None = None
+    socket_activation: bool = True
 
 
 def reuse_enabled(value: Any) -> bool:
@@ -123,8 +130,11 @@ class SocketFactory(Wheel):
         self._paused = False
         self._domain: int = socket.AF_INET
         try:
+            inherited = self._activated_socket(p) if p.handle is None else None
             if p.handle is not None:
                 self._adopt(p.handle)
+            elif inherited is not None:
+                self._adopt(inherited)
             else:
                 self._setup(p)
         except _Failed as failure:
@@ -134,6 +144,16 @@ class SocketFactory(Wheel):
             )
 
     # -- setup ----------------------------------------------------------------
+
+    @staticmethod
+    def _activated_socket(p: SocketFactoryParams) -> socket.socket | None:
+        """A listener systemd passed us (``LISTEN_FDS``), for a factory that
+        would otherwise bind and listen; by ``ListenFdName`` or in order."""
+        if not p.socket_activation or p.remote_address is not None:
+            return None
+        if p.socket_type == socket.SOCK_DGRAM or p.socket_protocol == "udp":
+            return None
+        return take_inherited_socket(p.listen_fd_name)
 
     def _adopt(self, handle: socket.socket | int) -> None:
         sock = socket.socket(fileno=handle) if isinstance(handle, int) else handle
