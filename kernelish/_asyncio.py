@@ -93,7 +93,8 @@ class AsyncioBridge:
             # Nothing queued: one more slice if the kernel may be idle (its
             # IDLE check ends sessions that only hold aliases), else wait for
             # the selector fd.
-            self._handle = self.loop.call_soon(self._slice) if kernel._is_idle()  # type: ignore[attr-defined] else None
+            idle = kernel._is_idle()  # type: ignore[attr-defined]
+            self._handle = self.loop.call_soon(self._slice) if idle else None
             return
         self._due = head
         self._handle = self.loop.call_at(head, self._slice)
