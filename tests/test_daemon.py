@@ -35,11 +35,16 @@ class Reports:
         os.set_blocking(self.r, False)
         self.buffer = b""
         self.items: list[Any] = []
+        self.owner = os.getpid()
 
     def send(self, item: Any) -> None:
         os.write(self.w, (json.dumps(item) + "\n").encode())
 
     def read(self) -> list[Any]:
+        if os.getpid() != self.owner:
+            # A child inherited the parent's watch on the pipe (POE keeps
+            # watched handles across fork): it must not eat the reports.
+            return []
         while True:
             try:
                 chunk = os.read(self.r, 65536)
