@@ -1,0 +1,198 @@
+"""Starting ``app.py`` as a real daemon, talking to it, watching its processes.
+
+Every daemon is registered with the test's ``procs`` reaper by pid and by
+session id (a detached daemon leads its own session), never found by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .._support import ProcessReaper, wait_until
+
+APP = Path(__file__).resolve().parent / "app.py"
+
+
+def figures(case: str, **values: Any) -> None:
+    """Print a case's measured figures (visible with ``pytest -s``)."""
+    text = " ".join(
+        f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+    )
+    print(f"\nFIGURES {case}: {text}")
+
+
+class LineClient:
+    """A blocking client for the app's CRLF line protocol."""
+
+    def __init__(self, port: int, timeout: float = 5.0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buffer = b""
+
+    def send(self, line: str) -> None:
+        self.sock.sendall(line.encode() + b"\r\n")
+
+    def readline(self) -> str:
+        while b"\r\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("server closed the connection")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line.decode()
+
+    def ask(self, line: str) -> str:
+        self.send(line)
+        return self.readline()
+
+    def ask_until_done(self, line: str) -> list[str]:
+        self.send(line)
+        lines = []
+        while (reply := self.readline()) != "DONE":
+            lines.append(reply)
+        return lines
+
+    def finish(self) -> None:
+        assert self.ask("DONE") == "OK"
+        assert self.sock.recv(1) == b"", "the server closes after OK"
+        self.close()
+
+    def closed_by_server(self) -> bool:
+        """Whether the server ended the connection (EOF or reset)."""
+        try:
+            while self.sock.recv(65536):
+                pass
+        except ConnectionResetError:
+            return True
+        except TimeoutError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclass
+class App:
+    """A running app.py daemon."""
+
+    port: int
+    pid: int
+    logfile: Path
+    status_file: Path
+    argv: list[str] = field(default_factory=list)
+
+    def status(self) -> dict[str, Any]:
+        """The parent's latest snapshot of its pool."""
+        for _ in range(50):
+            try:
+                return dict(json.loads(self.status_file.read_text()))
+            except (FileNotFoundError, json.JSONDecodeError):
+                time.sleep(0.01)
+        raise AssertionError("no readable status snapshot")
+
+    def fresh_status(self, timeout: float = 5.0) -> dict[str, Any]:
+        """A snapshot taken after this call began."""
+        now = time.time()
+        return wait_until(
+            lambda: (s := self.status())["t"] > now and s, timeout, "a fresh status snapshot"
+        )
+
+    def children(self) -> list[int]:
+        """The daemon parent's live (non-zombie) children, from /proc."""
+        try:
+            kids = psutil.Process(self.pid).children()
+        except psutil.NoSuchProcess:
+            return []
+        out = []
+        for kid in kids:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if kid.status() != psutil.STATUS_ZOMBIE:
+                    out.append(kid.pid)
+        return out
+
+    def processes(self) -> list[int]:
+        """Every live process of the daemon's session."""
+        return session_processes(self.pid)
+
+    def waiting(self) -> int:
+        """Children the parent's scoreboard shows as waiting."""
+        return sum(1 for status, _pid in self.status()["slots"] if status == "w")
+
+    def log_text(self) -> str:
+        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+
+
+def session_processes(sid: int) -> list[int]:
+    """Live, non-zombie processes whose session id is ``sid``."""
+    pids = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if os.getsid(proc.pid) == sid and proc.status() != psutil.STATUS_ZOMBIE:
+                pids.append(proc.pid)
+        except (OSError, psutil.Error):
+            continue
+    return pids
+
+
+def gone(pid: int) -> bool:
+    """The process no longer runs (does not exist or is a zombie)."""
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
+
+
+def start_app(
+    tmp_path: Path,
+    procs: ProcessReaper,
+    *args: str,
+    env: dict[str, str] | None = None,
+    logfile: Path | None = None,
+    status_file: Path | None = None,
+    min_waiting: int = 1,
+    umask: int = -1,
+) -> App:
+    """Start app.py detached with ``args``; wait until ``min_waiting`` children wait."""
+    logfile = logfile or tmp_path / "app.log"
+    status_file = status_file or tmp_path / "status.json"
+    argv = [
+        sys.executable,
+        str(APP),
+        "--detach",
+        "--logfile",
+        str(logfile),
+        "--status-file",
+        str(status_file),
+        *args,
+    ]
+    proc = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        cwd=tmp_path,
+        env={**os.environ, **(env or {})},
+        umask=umask,
+    )
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("PORT="), proc.stdout
+    port = int(first.split("=", 1)[1])
+    wait_until(status_file.exists, 10, "the daemon's first status snapshot")
+    app = App(port, 0, logfile, status_file, argv)
+    app.pid = int(app.status()["pid"])
+    procs.add_session(app.pid)
+    procs.add(app.pid)
+    wait_until(lambda: app.waiting() >= min_waiting, 10, f"{min_waiting} waiting children")
+    return app
