@@ -1,12 +1,16 @@
 """The ``kernelish`` command (``python -m kernelish``).
 
-``kernelish demo`` runs the demo daemon; see :mod:`kernelish.demo`.
+``kernelish demo`` runs the demo daemon (see :mod:`kernelish.demo`);
+``kernelish status|peek|stop PIDFILE`` talk to a running daemon (see
+:mod:`kernelish._control`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from kernelish import _control
 
 __all__ = ["main"]
 
@@ -33,12 +37,15 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--clients", type=int, default=4, help="concurrent client connections (default: 4)"
     )
+    _control.add_subcommands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``kernelish`` console script."""
     args = _parser().parse_args(argv)
+    if args.command in _control.COMMANDS:
+        return _control.run(args)
     from kernelish.demo import DemoOptions, run
 
     options = DemoOptions(

@@ -41,12 +41,14 @@ from typing import Any
 import psutil
 
 from kernelish import ARG0, ARG1, ARG3, KERNEL, HandlerArgs, Session, poe_kernel
+from kernelish._activation import inherited_sockets
 from kernelish._signals import SessionWatcher
 
-from . import _process
+from . import _lean, _process
 from ._config import DaemonConfig
 from ._process import log
 from ._scoreboard import Scoreboard
+from ._services import DaemonServices
 
 __all__ = ["DaemonComponent", "fork_process"]
 
@@ -74,6 +76,10 @@ _STATES = (
     "sig_HUP",
     "sig_USR2",
 )
+
+#: Seconds an orphaned child (its parent died) gets to shut down before it
+#: exits by itself; within the 1 s the reliability suite demands.
+_ORPHAN_GRACE = 0.5
 
 #: Slot states that count as a spare child (waiting, or on its way to it).
 _SPARE = frozenset("wfF")
@@ -121,6 +127,7 @@ class DaemonComponent:
         self.told_parent = False
         self.rogue_list: dict[int, int] = {}
         self._done: set[str] = set()
+        self.services = DaemonServices(self)
 
     # -- construction ---------------------------------------------------------
 
@@ -146,9 +153,12 @@ class DaemonComponent:
                 self.max_requests = self.config.requests or 1
         else:
             self = self_or_cls.new(**params)
+        inherited_sockets()  # LISTEN_FDS names this pid: read it before any fork
+        self.services.before_detach()  # systemd env, pidfile check (on the terminal)
         self.open_logfile()
         self.drop_privs()
         self.detach()
+        self.services.after_detach()  # pidfile written and locked
         self.create_session()
         return self
 
@@ -213,6 +223,7 @@ class DaemonComponent:
             kernel.sig("HUP", "sig_HUP")
         kernel.sig("INT", "sig_INT")
         kernel.sig("USR2", "sig_USR2")
+        self.services.started()  # control socket, watchdog
         self.inform_others("daemon_start")
         if self.is_fork():
             kernel.yield_("check_scoreboard")
@@ -237,6 +248,7 @@ class DaemonComponent:
         from ._facade import Daemon
 
         Daemon._detach(self)
+        self.services.stopped()  # pidfile removed
         self._verbose("Server is stopping")
 
     def waste_time(self, _: HandlerArgs) -> None:
@@ -246,6 +258,7 @@ class DaemonComponent:
         if not self.told_parent:
             self.told_parent = True
             self.inform_others("daemon_parent")
+            self.services.ready()  # the pool is up: READY=1
         if not self.die:
             _[KERNEL].delay("waste_time", 600)
 
@@ -313,8 +326,11 @@ class DaemonComponent:
         if slot is None:
             log.warning("%d: NO FREE SLOT! You should increase max_children.", os.getpid())
             return
+        # The child compares its getppid() with this, not with its own first
+        # getppid(): if the parent died before PDEATHSIG was set, they differ.
+        self.parent_pid = os.getpid()
         try:
-            pid = fork_process()
+            pid = _lean.fork(fork_process)  # gc.freeze() across the fork
         except OSError as exc:
             self.scoreboard.drop(slot)
             self.fork_failed(exc.errno or 0, exc.strerror or str(exc), req)
@@ -358,12 +374,16 @@ class DaemonComponent:
         """Turn this process into a child (``become_child``)."""
         kernel = poe_kernel
         self._verbose("Created %s", time.ctime())
+        from ._facade import Daemon
+
+        Daemon._child = True
         self.is_child = True
+        _lean.exit_lean()  # no interpreter teardown at exit
         self.my_slot = slot
-        self.parent_pid = os.getppid()
         self.pending_forks = 0
         self.failed_forks = []
         _process.die_with_parent()
+        self.services.in_child()  # no notify, pidfile lock, control socket
         kernel.sig("CHLD")
         kernel.sig("INT")
         # A spare that is told to go (SIGINT) goes at once, as Perl's would.
@@ -399,8 +419,12 @@ class DaemonComponent:
             waiting = [pid for pid, slot in self.children.items() if slots[slot] == "w"]
             assert cfg.min_spare is not None and cfg.max_spare is not None
             assert cfg.max_children is not None
-            short = cfg.min_spare - len(spare) - self.pending_forks
-            room = cfg.max_children - len(self.children) - self.pending_forks
+            # Forks waiting for their retry count as under way: otherwise every
+            # check during a fork outage adds more, and the retry that works
+            # forks them all at once (up to max_children).
+            underway = self.pending_forks + len(self.failed_forks)
+            short = cfg.min_spare - len(spare) - underway
+            room = cfg.max_children - len(self.children) - underway
             if short > 0 and room > 0:
                 self._verbose("Spawning %d spares", min(short, room))
                 self.fork_off(min(short, room))
@@ -410,6 +434,7 @@ class DaemonComponent:
                 _kill(pid, signal.SIGINT)
         elif self.is_fork():
             self._backpressure()
+        self.services.status_changed()  # STATUS= if it changed
         _[KERNEL].delay("check_scoreboard", 1)
 
     def _backpressure(self) -> None:
@@ -533,8 +558,9 @@ class DaemonComponent:
         kernel.yield_("shutdown")
         kernel.sig_handled()
         if self.is_child and os.getppid() != self.parent_pid:
-            # The parent died: nobody will escalate for us.
-            kernel.delay("orphaned", 1.0)
+            # The parent died: nobody will escalate for us.  (This timer also
+            # holds the child until it fires, so it is the child's exit time.)
+            kernel.delay("orphaned", _ORPHAN_GRACE)
 
     def orphaned(self, _: HandlerArgs) -> None:
         """A child whose parent died and that is still here after 1 s."""
@@ -547,16 +573,27 @@ class DaemonComponent:
         """HUP: reopen the logfile (log rotation)."""
         self._verbose("SIGHUP (logfile=%s)", self.config.logfile)
         _[KERNEL].sig_handled()
+        self.services.reloading()
         if self.config.logfile is not None:
-            _process.open_logfile(self.config.logfile)
+            try:
+                _process.open_logfile(self.config.logfile)
+            except OSError as exc:
+                # A rotation gone wrong (directory gone, no permission, disk
+                # full) must not take the server down: keep the old file.
+                log.error(
+                    "%d: SIGHUP: cannot reopen %s: %s; still logging to the old file",
+                    os.getpid(),
+                    self.config.logfile,
+                    exc,
+                )
+        self.services.reloaded()
 
     def sig_USR2(self, _: HandlerArgs) -> None:
         """USR2: write the verbose peek dump to stderr (the logfile)."""
         from ._facade import Daemon
 
-        text = Daemon.peek(True)
-        sys.stderr.write(f"{os.getpid()}: {text}")
-        sys.stderr.flush()
+        text = Daemon.peek(True, file=sys.stderr)
+        self.services.peeked(text)  # to `kernelish peek`
 
     def shutdown(self, _: HandlerArgs) -> None:
         """Stop: TERM the children, drop alias, timers and signal watchers
@@ -577,6 +614,7 @@ class DaemonComponent:
         kernel.delay("babysit")
         kernel.delay("retry")
         self.die = True
+        self.services.stopping()  # STOPPING=1, control socket closed
         self.inform_others("daemon_shutdown")
         for name in ("CHLD", "HUP", "INT", "TERM", "USR2"):
             kernel.sig(name)

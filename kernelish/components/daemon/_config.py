@@ -150,7 +150,12 @@ class DaemonConfig(pydantic.BaseModel):
     shutdown_timeout: _Seconds = 10.0
     """Seconds children get to obey TERM before they are sent KILL."""
     pidfile: Path | None = None
-    """Where to write the daemon's pid.  Made absolute; its directory must exist."""
+    """Where to write the daemon's pid.  Made absolute; its directory must exist.
+    Written after detaching and locked (``flock``) for the daemon's life; a control
+    socket ``<pidfile>.sock`` (mode 0600) serves ``kernelish status|peek|stop``."""
+    notify: _PerlBool | None = None
+    """systemd ``sd_notify`` (READY/STATUS/RELOADING/STOPPING/WATCHDOG): None = when
+    ``NOTIFY_SOCKET`` is set, False = never, True = always (warns if unset)."""
 
     _uid: int | None = pydantic.PrivateAttr(default=None)
     _gid: int | None = pydantic.PrivateAttr(default=None)

@@ -27,6 +27,7 @@ class Daemon:
 
     #: The component's alias while it runs ('' otherwise): ``$Daemon::alias``.
     alias: ClassVar[str] = ""
+    _child: ClassVar[bool] = False
     _component: ClassVar[weakref.ref[DaemonComponent] | None] = None
 
     @classmethod
@@ -38,6 +39,16 @@ class Daemon:
     def _detach(cls, component: DaemonComponent) -> None:
         if cls._component is not None and cls._component() is component:
             cls.alias = ""
+
+    @classmethod
+    def is_child(cls) -> bool:
+        """Whether this process is a child the Daemon forked (kernelish).
+
+        A child whose ``run()`` returned should leave with ``os._exit(0)``:
+        a normal interpreter exit tears down the heap it shares with the
+        parent page by page, which costs a loaded machine most of a second.
+        """
+        return cls._child
 
     @classmethod
     def update_status(cls, status: str, parm: Any = None) -> Any:

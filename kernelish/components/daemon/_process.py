@@ -17,6 +17,8 @@ import signal
 import sys
 from pathlib import Path
 
+from kernelish._activation import inherited_sockets
+
 __all__ = [
     "PrivilegeError",
     "detach",
@@ -41,6 +43,9 @@ def detach() -> None:
     daemon, the two parents exit 0 at once.  Standard input becomes
     ``/dev/null`` so that nothing waits on a terminal that went away.
     """
+    # Sockets systemd passed are read now: after the forks our pid no longer
+    # matches LISTEN_PID.
+    inherited_sockets()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
