@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A pre-forking line server: the port of POE::Component::Daemon's eg/preforking.
 
-    python examples/preforking.py PORT [LOGFILE]
+    python examples/preforking.py PORT [LOGFILE [PIDFILE]]
 
 Port 0 lets the OS choose; the chosen port is printed first as ``PORT=N``.
 The daemon detaches, logs to LOGFILE (default: ``preforking.log`` beside this
@@ -24,8 +24,11 @@ from kernelish.wheels import ReadWrite, SocketFactory
 
 PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 0
 LOGFILE = str(
-    Path(sys.argv[2] if len(sys.argv) > 2 else Path(__file__).with_name("preforking.log")).resolve()
+    Path(sys.argv[2] if len(sys.argv) > 2 else Path(__file__).with_name("preforking.log"))
 )
+LOGFILE = str(Path(LOGFILE).resolve())
+# With a pidfile, `kernelish status|peek|stop PIDFILE` can talk to the daemon.
+PIDFILE = sys.argv[3] if len(sys.argv) > 3 else None
 
 
 def _start(_: Any) -> None:
@@ -104,6 +107,7 @@ Session.create(
 DaemonComponent.spawn(
     alias="Daemon",
     logfile=LOGFILE,
+    pidfile=PIDFILE,
     detach=True,
     verbose=True,
     start_children=1,
@@ -113,3 +117,5 @@ DaemonComponent.spawn(
 )
 
 poe_kernel.run()
+if Daemon.is_child():
+    os._exit(0)  # a child leaves at once; see Daemon.is_child

@@ -40,9 +40,9 @@ from typing import Any
 
 from pydantic import Field
 
+from .._activation import take_inherited_socket
 from .._params import Params, parse_params
 from .._select import MODE_READ, MODE_WRITE
-from .._activation import take_inherited_socket
 from ._base import Wheel
 
 __all__ = ["SocketFactory", "SocketFactoryParams"]
