@@ -60,12 +60,27 @@ from ._handler_args import HandlerArgs, make_handler_args
 from ._queue import EventQueue
 from ._session import Handler, Lifecycle, Session, _Node
 
-__all__ = ["KernelCore", "log"]
+__all__ = ["KernelCore", "find_handler", "log"]
 
 log = logging.getLogger("kernelish")
 
 _ALIVE = Lifecycle.ALIVE
 _HOSTNAME = socket.gethostname()
+
+
+def find_handler(
+    session: _Node, state: str, args: tuple[Any, ...]
+) -> tuple[Handler, Any, str, tuple[Any, ...]] | None:
+    """The handler for ``state``, or ``_default`` with ``(state, [args])``
+    as its arguments (POE-SEMANTICS 2.3); None when neither exists.
+    Returns ``(func, obj, state, args)`` as the handler must see them."""
+    entry = session._states.get(state)
+    if entry is not None:
+        return entry[0], entry[1], state, args
+    entry = session._states.get("_default")
+    if entry is None:
+        return None
+    return entry[0], entry[1], "_default", (state, list(args))
 
 
 class KernelCore(_Node):
@@ -175,14 +190,10 @@ class KernelCore(_Node):
         """Run one handler of ``session`` with exceptions trapped (POE's
         ``_dispatch_event``).  ``file``/``line`` are the caller site, as an
         event stores it (see :func:`caller_site`)."""
-        entry = session._states.get(state)
-        if entry is None:
-            entry = session._states.get("_default")
-            if entry is None:
-                return None
-            args = (state, list(args))
-            state = "_default"
-        func, obj = entry
+        found = find_handler(session, state, args)
+        if found is None:
+            return None
+        func, obj, state, args = found
         heap = getattr(session, "heap", None)
         if file.__class__ is CodeType:
             file, line = caller_site(file, line)

@@ -27,7 +27,7 @@ from typing import Any
 
 from ._asyncio import AsyncioAPI
 from ._children import REAP_POLL_INTERVAL, ChildrenAPI
-from ._core import EEXIST, EPERM, ESRCH
+from ._core import EEXIST, EPERM, ESRCH, find_handler
 from ._event import ET_CALL, ET_CHILD, ET_PARENT, ET_POST, ET_SIGNAL, EV_CANCELLED
 from ._fork import ForkSafety, register_fork_hooks
 from ._handler_args import make_handler_args
@@ -181,15 +181,10 @@ class Kernel(AsyncioAPI, ForkSafety, ChildrenAPI, SelectAPI, TimersAPI):
         file, line = frame.f_code.co_filename, frame.f_lineno
         active = self._active_session
         if target is active:
-            entry = target._states.get(event)
-            state = event
-            if entry is None:
-                entry = target._states.get("_default")
-                if entry is None:
-                    return None
-                args = (event, list(args))
-                state = "_default"
-            func, obj = entry
+            found = find_handler(target, event, args)
+            if found is None:
+                return None
+            func, obj, state, args = found
             heap = target.heap if isinstance(target, Session) else None
             return func(
                 make_handler_args(

@@ -15,6 +15,7 @@ import psutil
 T = TypeVar("T")
 
 __all__ = [
+    "LineClient",
     "ProcessReaper",
     "free_port",
     "open_fds",
@@ -128,3 +129,55 @@ def reaper() -> Iterator[ProcessReaper]:
         yield r
     finally:
         r.reap()
+
+
+class LineClient:
+    """A blocking client for the examples' CRLF line protocol (PID, PING, DONE...)."""
+
+    def __init__(self, port: int, timeout: float = 5.0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buffer = b""
+
+    def send(self, line: str) -> None:
+        self.sock.sendall(line.encode() + b"\r\n")
+
+    def readline(self) -> str:
+        while b"\r\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("server closed the connection")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line.decode()
+
+    def ask(self, line: str) -> str:
+        self.send(line)
+        return self.readline()
+
+    def ask_until_done(self, line: str) -> list[str]:
+        self.send(line)
+        lines = []
+        while (reply := self.readline()) != "DONE":
+            lines.append(reply)
+        return lines
+
+    def finish(self) -> None:
+        """DONE, expect OK, and expect the server to close the connection."""
+        assert self.ask("DONE") == "OK"
+        self.sock.settimeout(5)
+        assert self.sock.recv(1) == b"", "the server closes after OK"
+        self.close()
+
+    def closed_by_server(self) -> bool:
+        """Whether the server ended the connection (EOF or reset)."""
+        try:
+            while self.sock.recv(65536):
+                pass
+        except ConnectionResetError:
+            return True
+        except TimeoutError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self.sock.close()

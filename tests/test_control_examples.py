@@ -9,8 +9,8 @@ from pathlib import Path
 
 import psutil
 
-from ._support import ProcessReaper, wait_until
-from .test_examples import EXAMPLES, LineClient
+from ._support import LineClient, ProcessReaper, wait_until
+from .test_examples import EXAMPLES
 
 KERNELISH = [sys.executable, "-m", "kernelish"]
 

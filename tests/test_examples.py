@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,49 +19,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ._support import ProcessReaper, wait_until
+from ._support import LineClient, ProcessReaper, wait_until
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-class LineClient:
-    """A blocking line client speaking the examples' CRLF protocol."""
-
-    def __init__(self, port: int, timeout: float = 5.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buffer = b""
-
-    def send(self, line: str) -> None:
-        self.sock.sendall(line.encode() + b"\r\n")
-
-    def readline(self) -> str:
-        while b"\r\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("server closed the connection")
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\r\n", 1)
-        return line.decode()
-
-    def ask(self, line: str) -> str:
-        self.send(line)
-        return self.readline()
-
-    def ask_until_done(self, line: str) -> list[str]:
-        self.send(line)
-        lines = []
-        while (reply := self.readline()) != "DONE":
-            lines.append(reply)
-        return lines
-
-    def finish(self) -> None:
-        assert self.ask("DONE") == "OK"
-        self.sock.settimeout(5)
-        assert self.sock.recv(1) == b"", "the server closes after OK"
-        self.close()
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @dataclass

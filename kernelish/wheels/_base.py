@@ -43,6 +43,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from .._core import find_handler
 from .._event import ET_CALL
 from .._handler_args import HandlerArgs
 from .._kernel import Kernel, poe_kernel
@@ -227,15 +228,10 @@ class Wheel:
                 session, event, args, session, None, None, kernel._active_event, ET_CALL
             )
         # A call to the active session: POE runs the handler directly.
-        entry = session._states.get(event)
-        name = event
-        if entry is None:
-            entry = session._states.get("_default")
-            if entry is None:
-                return None
-            args = (event, list(args))
-            name = "_default"
-        func, obj = entry
+        found = find_handler(session, event, args)
+        if found is None:
+            return None
+        func, obj, name, args = found
         prev = kernel._active_event
         kernel._active_event = name
         try:

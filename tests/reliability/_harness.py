@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -30,56 +29,6 @@ def figures(case: str, **values: Any) -> None:
         f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
     )
     print(f"\nFIGURES {case}: {text}")
-
-
-class LineClient:
-    """A blocking client for the app's CRLF line protocol."""
-
-    def __init__(self, port: int, timeout: float = 5.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buffer = b""
-
-    def send(self, line: str) -> None:
-        self.sock.sendall(line.encode() + b"\r\n")
-
-    def readline(self) -> str:
-        while b"\r\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("server closed the connection")
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\r\n", 1)
-        return line.decode()
-
-    def ask(self, line: str) -> str:
-        self.send(line)
-        return self.readline()
-
-    def ask_until_done(self, line: str) -> list[str]:
-        self.send(line)
-        lines = []
-        while (reply := self.readline()) != "DONE":
-            lines.append(reply)
-        return lines
-
-    def finish(self) -> None:
-        assert self.ask("DONE") == "OK"
-        assert self.sock.recv(1) == b"", "the server closes after OK"
-        self.close()
-
-    def closed_by_server(self) -> bool:
-        """Whether the server ended the connection (EOF or reset)."""
-        try:
-            while self.sock.recv(65536):
-                pass
-        except ConnectionResetError:
-            return True
-        except TimeoutError:
-            return False
-        return True
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @dataclass
