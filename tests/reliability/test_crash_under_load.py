@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from .._support import ProcessReaper, wait_until, zombies_of
-from ._harness import LineClient, figures, start_app
+from .._support import LineClient, ProcessReaper, wait_until, zombies_of
+from ._harness import figures, start_app
 
 MIN_SPARE = 4
 CLIENTS = 8

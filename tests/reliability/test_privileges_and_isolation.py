@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from .._support import ProcessReaper, wait_until
-from ._harness import App, LineClient, figures, start_app
+from .._support import LineClient, ProcessReaper, wait_until
+from ._harness import App, figures, start_app
 
 
 @pytest.fixture
