@@ -1,18 +1,35 @@
 """Helpers shared by the benchmark scripts: best-of-N timing and reporting.
 
 Benchmarks are plain scripts (``.venv/bin/python bench/dispatch.py``), never
-collected as tests.  Each figure is printed twice: one JSON line (for tools)
-and one row of a readable table.
+collected as tests; ``bench/run_all.py`` runs them all (``make bench``).
+Each figure is printed twice: one JSON line (for tools and for
+``run_all.py``, which collects them) and one row of a readable table.
+
+Two kinds of JSON line:
+
+* a figure: ``{"bench": name, "value": v, "unit": u, ...}``, with ``perl``
+  (the Perl original's figure, when the issue gives one) and ``group``;
+* a check of a target: ``{"check": name, "value": v, "op": ">=", "target":
+  t, "unit": u, "pass": bool, ...}``, printed as PASS / FALL SHORT.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["best_of", "emit", "table"]
+__all__ = [
+    "best_of",
+    "check",
+    "emit",
+    "least_of",
+    "percentile",
+    "table",
+    "timed",
+]
 
 
 def best_of(repeats: int, measure: Callable[[], float]) -> float:
@@ -26,15 +43,60 @@ def least_of(repeats: int, measure: Callable[[], float]) -> float:
     return min(measure() for _ in range(repeats))
 
 
-_rows: list[tuple[str, str, str]] = []
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) of ``values``, nearest rank; 0.0 if empty."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[rank]
 
 
-def emit(name: str, value: float, unit: str, **extra: Any) -> None:
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+_rows: list[tuple[str, str, str, str]] = []
+
+
+def _fmt(value: float) -> str:
+    if value != value:  # NaN
+        return "n/a"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4g}"
+
+
+def emit(name: str, value: float, unit: str, **extra: Any) -> dict[str, Any]:
     """Print one figure as a JSON line and remember it for :func:`table`."""
     record = {"bench": name, "value": round(value, 6), "unit": unit, **extra}
     print(json.dumps(record), flush=True)
-    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4g}"
-    _rows.append((name, text, unit))
+    perl = extra.get("perl")
+    _rows.append((name, _fmt(value), unit, "" if perl is None else f"(Perl: {_fmt(perl)})"))
+    return record
+
+
+def check(
+    name: str,
+    value: float,
+    op: str,
+    target: float,
+    unit: str = "x",
+    **extra: Any,
+) -> bool:
+    """Print one target check (PASS / FALL SHORT) as a JSON line and a row."""
+    ok = value >= target if op == ">=" else value <= target
+    record = {
+        "check": name,
+        "value": round(value, 6),
+        "op": op,
+        "target": target,
+        "unit": unit,
+        "pass": ok,
+        **extra,
+    }
+    print(json.dumps(record), flush=True)
+    verdict = "PASS" if ok else "FALL SHORT"
+    _rows.append((name, _fmt(value), unit, f"{op} {_fmt(target)}  {verdict}"))
+    return ok
 
 
 def table(title: str) -> None:
@@ -43,8 +105,10 @@ def table(title: str) -> None:
     print()
     print(title)
     print("-" * len(title))
-    for name, text, unit in _rows:
-        print(f"{name:<{width}}  {text:>14}  {unit}")
+    for name, text, unit, note in _rows:
+        print(f"{name:<{width}}  {text:>14}  {unit:<14} {note}".rstrip())
+    print(flush=True)
+    _rows.clear()
 
 
 def timed(func: Callable[[], Any]) -> float:

@@ -3,9 +3,15 @@
 Run: ``.venv/bin/python bench/timers.py [--repeats R]``.
 
 1. Set N ``delay_add`` timers due at random within 1 s, then run until all
-   fired, for N = 10k and 100k.  The fire time minus the 1 s spread of due
-   times is the kernel's cost; per timer, 100k must stay within 1.3x of 10k
-   (O(log n) heap, not POE's O(n) sorted array).
+   fired, for N = 10k, 100k and 1M.  Two figures per N:
+
+   * the cost *beyond the spread*: from the first ``delay_add`` to the last
+     timer's handler, minus the 1 s spread of the due times -- setting them
+     plus whatever dispatching could not hide inside the spread.  POE needs
+     1.66 s for 100k (1.67 s to set them, its insert is O(n); 2.66 s until
+     all fired).  Target: >= 20x below POE's, i.e. <= 83 ms;
+   * the cost per timer: (set + the run time not spent waiting in the
+     selector) / N.  Target: 1M within 1.5x of 10k (an O(log n) heap).
 2. ``delay(name, s)`` replacing one named timer 100k times in a session that
    holds 100k other timers, against the same with 1k other timers: per-op
    cost must not grow with the other timers (clearing by name looks only at
@@ -23,15 +29,16 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import emit, least_of, table
+from _common import check, emit, least_of, table
 
 from kernelish import KERNEL, Session, poe_kernel
 
 SPREAD = 1.0
 
 
-def set_and_fire(n: int) -> tuple[float, float]:
-    """(seconds to set n timers, seconds of firing beyond the spread)."""
+def set_and_fire(n: int) -> tuple[float, float, float]:
+    """(seconds to set n timers, busy seconds firing them, seconds from the
+    first ``delay_add`` to the last handler beyond the spread)."""
     rng = random.Random(n)
     dues = [rng.random() * SPREAD for _ in range(n)]
     out: dict[str, float] = {}
@@ -42,7 +49,11 @@ def set_and_fire(n: int) -> tuple[float, float]:
         for due in dues:
             delay_add("t", due)
         out["set"] = time.perf_counter() - begin
+        out["begin"] = begin
         out["t0"] = time.perf_counter()
+
+    def fired(_: Any) -> None:
+        out["last"] = time.perf_counter()
 
     # The kernel's cost of firing is the run time not spent waiting in the
     # selector for the next due time.
@@ -57,14 +68,15 @@ def set_and_fire(n: int) -> tuple[float, float]:
         finally:
             waited[0] += time.perf_counter() - begin
 
-    Session.create(inline_states={"_start": start, "t": lambda _: None})
+    Session.create(inline_states={"_start": start, "t": fired})
     selector.select = select  # type: ignore[method-assign]
     try:
         poe_kernel.run()
     finally:
         del selector.select
     fire = time.perf_counter() - out["t0"] - waited[0]
-    return out["set"], fire
+    beyond = out["last"] - out["begin"] - max(dues)
+    return out["set"], fire, beyond
 
 
 def replace_named(others: int, ops: int) -> float:
@@ -93,20 +105,38 @@ def main() -> None:
     opts = parser.parse_args()
     r = opts.repeats
     per_timer: dict[int, float] = {}
-    for n in (10_000, 100_000):
-        runs = [set_and_fire(n) for _ in range(r)]
-        set_s = min(s for s, _f in runs)
-        fire_s = min(f for _s, f in runs)
+    for n in (10_000, 100_000, 1_000_000):
+        runs = [set_and_fire(n) for _ in range(r if n < 1_000_000 else 1)]
+        set_s = min(s for s, _f, _b in runs)
+        fire_s = min(f for _s, f, _b in runs)
+        beyond = min(b for _s, _f, b in runs)
         per_timer[n] = (set_s + fire_s) / n
-        emit(f"set {n:,} delay_add timers", set_s * 1000, "ms")
-        emit(f"fire {n:,} timers (busy time within the 1 s spread)", fire_s * 1000, "ms")
-        emit(f"cost per timer at {n:,}", per_timer[n] * 1e6, "us")
-    emit("per-timer cost 100k / 10k", per_timer[100_000] / per_timer[10_000], "x", target=1.3)
+        perl = {"perl": 1670.0} if n == 100_000 else {}
+        emit(f"set {n:,} delay_add timers", set_s * 1000, "ms", group="timers", **perl)
+        emit(f"fire {n:,} timers (busy time)", fire_s * 1000, "ms", group="timers")
+        perl = {"perl": 1660.0} if n == 100_000 else {}
+        emit(f"{n:,} timers: cost beyond the 1 s spread", beyond * 1000, "ms", **perl)
+        emit(f"cost per timer at {n:,}", per_timer[n] * 1e6, "us", group="timers")
+        if n == 100_000:
+            check(
+                "100k timers: POE's 1.66 s / our cost beyond the spread",
+                1.66 / beyond,
+                ">=",
+                20.0,
+                group="timers",
+            )
+    check(
+        "per-timer cost 1M / 10k",
+        per_timer[1_000_000] / per_timer[10_000],
+        "<=",
+        1.5,
+        group="timers",
+    )
     small = least_of(r, lambda: replace_named(1_000, 100_000))
     big = least_of(r, lambda: replace_named(100_000, 100_000))
     emit("delay(name) replace, 1k other timers", small * 1e6, "us/op")
     emit("delay(name) replace, 100k other timers", big * 1e6, "us/op")
-    emit("replace cost 100k / 1k others", big / small, "x", target=1.3)
+    check("delay(name) replace cost, 100k / 1k others", big / small, "<=", 1.3, group="timers")
     table(f"kernelish timers, best of {r}, pid {os.getpid()}")
 
 
