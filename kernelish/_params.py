@@ -8,6 +8,7 @@ component declares its parameters as a :class:`Params` model and calls :func:`pa
 
 from __future__ import annotations
 
+import functools
 import types
 import typing
 from collections.abc import Mapping
@@ -57,6 +58,18 @@ P = TypeVar("P", bound=Params)
 def _alias(model: type[Params], name: str) -> str:
     field = model.model_fields[name]
     return field.alias or to_pascal(name)
+
+
+@functools.cache
+def _known_names(model: type[Params]) -> dict[str, str]:
+    """Every accepted spelling (snake_case and CamelCase) -> its CamelCase
+    name; computed once per model, since a wheel is built per connection."""
+    known: dict[str, str] = {}
+    for name in model.model_fields:
+        alias = _alias(model, name)
+        known[name] = alias
+        known[alias] = alias
+    return known
 
 
 def _describe_type(annotation: Any) -> str:
@@ -133,12 +146,7 @@ def parse_params(model: type[P], owner: str, kwargs: Mapping[str, Any]) -> P:
     Raises :class:`ParameterError` with a one-line message naming the CamelCase parameter, e.g.
     ``"SysRW: BlockSize must be greater than 0 (got 0)"``.
     """
-    known: dict[str, str] = {}
-    for name in model.model_fields:
-        alias = _alias(model, name)
-        known[name] = alias
-        known[alias] = alias
-
+    known = _known_names(model)
     unknown = [key for key in kwargs if key not in known]
     if unknown:
         shown = ", ".join(repr(key) for key in unknown)

@@ -29,6 +29,7 @@ so a new wheel on a reused fd is never disturbed by an old wheel's cleanup.
 from __future__ import annotations
 
 import os
+import select
 import selectors
 import socket
 import weakref
@@ -82,12 +83,16 @@ class _ModeWatch:
 class FdWatch:
     """Everything watched on one file descriptor."""
 
-    __slots__ = ("fd", "mask", "modes")
+    __slots__ = ("exclusive", "fd", "mask", "modes")
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.modes: list[_ModeWatch | None] = [None, None]
         self.mask = 0
+        #: read readiness wakes only one of the processes watching this fd
+        #: (``EPOLLEXCLUSIVE``): set for listening sockets, which forked
+        #: children share -- else every idle child wakes for each connection.
+        self.exclusive = False
 
     @property
     def handle(self) -> Any:
@@ -222,8 +227,14 @@ class SelectAPI(KernelCore):
             return
         selector = self._selector
         try:
+            if watch.exclusive and watch.mask and mask:
+                # An exclusive epoll entry cannot be modified, only replaced.
+                selector.unregister(watch.fd)
+                watch.mask = 0
             if watch.mask == 0:
                 selector.register(watch.fd, mask, watch)
+                if watch.exclusive and mask == _EVENT_READ:
+                    _make_exclusive(selector, watch.fd)
             elif mask == 0:
                 selector.unregister(watch.fd)
             else:
@@ -236,6 +247,15 @@ class SelectAPI(KernelCore):
                 pass
             mask = 0
         watch.mask = mask
+
+    def _set_exclusive(self, handle: Any) -> None:
+        """Wake one watcher, not all, when ``handle`` becomes readable
+        (a listening socket shared by pre-forked children)."""
+        watch = self._fd_watch.get(fileno_of(handle))
+        if watch is not None and not watch.exclusive:
+            watch.exclusive = True
+            if watch.mask == _EVENT_READ:
+                _make_exclusive(self._selector, watch.fd)
 
     def _pause(self, handle: Any, mode: int, paused: bool) -> int:
         watch = self._fd_watch.get(fileno_of(handle))
@@ -343,3 +363,22 @@ class SelectAPI(KernelCore):
         for watch in self._fd_watch.values():
             watch.mask = 0
             self._update_mask(watch)
+
+
+_EPOLLEXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
+
+
+def _make_exclusive(selector: selectors.BaseSelector, fd: int) -> None:
+    """Turn an epoll read registration into an exclusive one (Linux >= 4.5).
+
+    ``selectors`` keeps its own key for ``fd``; only the kernel-side entry is
+    replaced.  Where epoll or the flag is missing, the watch stays as it was.
+    """
+    epoll = getattr(selector, "_selector", None)
+    if not _EPOLLEXCLUSIVE or not isinstance(epoll, select.epoll):
+        return
+    try:
+        epoll.unregister(fd)
+        epoll.register(fd, select.EPOLLIN | _EPOLLEXCLUSIVE)
+    except OSError:
+        epoll.register(fd, select.EPOLLIN)

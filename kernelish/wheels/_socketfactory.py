@@ -291,6 +291,7 @@ class SocketFactory(Wheel):
 
         on_ready.__name__ = on_ready.__qualname__ = f"{self!r} -> select accept"
         kernel._watch_as(session, sock, MODE_READ, on_ready, weak=True)
+        kernel._set_exclusive(sock)  # one idle pre-forked child per connection
         self._resources.watches[(sock.fileno(), MODE_READ)] = on_ready
 
     # -- readiness ------------------------------------------------------------
