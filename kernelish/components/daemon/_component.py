@@ -38,13 +38,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import psutil
-
 from kernelish import ARG0, ARG1, ARG3, KERNEL, HandlerArgs, Session, poe_kernel
 from kernelish._activation import inherited_sockets
 from kernelish._signals import SessionWatcher
 
 from . import _lean, _process
+from ._babysit import Babysitter, _kill
 from ._config import DaemonConfig
 from ._process import log
 from ._scoreboard import Scoreboard
@@ -97,7 +96,7 @@ class _Hybrid:
         return functools.partial(self.func, cls if obj is None else obj)
 
 
-class DaemonComponent:
+class DaemonComponent(Babysitter):
     """POE::Component::Daemon: detach, logfile, privileges, and a pool of
     pre-forked or post-forked children, as a session on the kernel.
 
@@ -632,69 +631,6 @@ class DaemonComponent:
             )
             _kill(pid, signal.SIGKILL)
 
-    # -- babysitting ------------------------------------------------------------
-
-    def babysit(self, _: HandlerArgs) -> None:
-        """Check the children with psutil every ``babysit`` seconds: reap
-        zombies, notice the missing, find rogues (``babysit``)."""
-        kernel = _[KERNEL]
-        if self.die or self.is_child or self.children is None:
-            return
-        children = sorted(self.children)
-        self._verbose("Babysitting %d children %s", len(children), ", ".join(map(str, children)))
-        ok: set[int] = set()
-        for pid in children:
-            try:
-                proc = psutil.Process(pid)
-                status = proc.status()
-                cpu = proc.cpu_times()
-            except psutil.NoSuchProcess:
-                self._verbose("Faking a CHLD for %d MIA", pid)
-                kernel.yield_("sig_CHLD", "CHLD", pid, 0, 1)
-                continue
-            if status == psutil.STATUS_ZOMBIE:
-                try:
-                    reaped, wstatus = os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    reaped, wstatus = pid, 0
-                if reaped == pid:
-                    kernel.yield_("sig_CHLD", "CHLD", pid, wstatus, 1)
-                    ok.add(pid)
-                continue
-            if cpu.user + cpu.system > self.config.rogue_cpu:
-                if pid not in self.rogue_list:
-                    self._verbose("%d has gone rogue (cpu=%.1fs)", pid, cpu.user + cpu.system)
-                    if not self.rogue_list:
-                        kernel.yield_("rogues")
-                    self.rogue_list[pid] = 0
-            elif status != psutil.STATUS_RUNNING:
-                ok.add(pid)
-        for pid in ok:
-            self.rogue_list.pop(pid, None)
-        assert self.config.babysit is not None
-        kernel.delay("babysit", self.config.babysit)
-
-    def rogues(self, _: HandlerArgs) -> None:
-        """Escalate on rogue children: INT, TERM, KILL, ``2 * babysit``
-        apart, then a fake CHLD (``rogues``)."""
-        kernel = _[KERNEL]
-        if self.die or self.is_child or not self.rogue_list:
-            return
-        ladder = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
-        for pid, tries in list(self.rogue_list.items()):
-            if tries < len(ladder):
-                self._verbose("Sending signal %d to rogue %d", ladder[tries], pid)
-                if not _kill(pid, ladder[tries]):
-                    del self.rogue_list[pid]
-                    continue
-                self.rogue_list[pid] = tries + 1
-            else:
-                self._verbose("Faking a CHLD for rogue %d", pid)
-                kernel.yield_("sig_CHLD", "CHLD", pid, 0, 1)
-                del self.rogue_list[pid]
-        assert self.config.babysit is not None
-        kernel.delay("rogues", 2 * self.config.babysit)
-
     # -- status -------------------------------------------------------------------
 
     def status(self, _: HandlerArgs | None = None) -> str:
@@ -717,17 +653,6 @@ class DaemonComponent:
         if self.scoreboard is not None:
             text += self.scoreboard.status()
         return text
-
-
-def _kill(pid: int, sig: int) -> bool:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        return False
-    except OSError as exc:
-        log.warning("%d: Killing %d: %s", os.getpid(), pid, exc)
-        return False
-    return True
 
 
 def _close_sockets(req: Any) -> None:
