@@ -37,6 +37,7 @@ from ._event import (
     ET_GC,
     ET_PARENT,
     ET_POST,
+    ET_SELECT,
     ET_SIGDIE,
     ET_SIGNAL,
     ET_START,
@@ -212,6 +213,11 @@ class KernelCore(_Node):
         finally:
             self._active_session = prev_session
             self._active_event = prev_event
+
+    def _queue_callback(self, session: _Node, func: Callable[[], Any], label: str) -> None:
+        """Run ``func()`` as ``session`` in the next dispatch pass (a wheel's
+        deferred I/O step, e.g. FlushedEvent after a write done in ``put``)."""
+        self._enqueue(session, session, label, (func,), ET_SELECT)
 
     def _invoke_callable(self, session: _Node, func: Callable[..., Any], *args: Any) -> Any:
         """Run an internal callback (a wheel's I/O handler) as ``session``,
@@ -405,6 +411,9 @@ class KernelCore(_Node):
             self._dispatch_signal(dest, args[0], args[1:], etype)
             return
         if etype & ET_GC or dest is self:
+            return
+        if etype & ET_SELECT:
+            self._invoke_callable(dest, args[0])
             return
         name = event[EV_NAME]
         if etype & ET_ALARM:

@@ -36,6 +36,7 @@ __all__ = [
     "ET_GC",
     "ET_PARENT",
     "ET_POST",
+    "ET_SELECT",
     "ET_SIGCLD",
     "ET_SIGDIE",
     "ET_SIGNAL",
@@ -97,6 +98,9 @@ ET_CHILD = 0x80
 ET_ALARM = 0x200
 ET_SIGCLD = 0x800
 ET_SIGDIE = 0x1000
+#: A wheel's deferred I/O step (``args[0]`` is a callable run as the session);
+#: Peek shows it as "File Activity", as POE's select events.
+ET_SELECT = 0x400
 
 _PEEK_TYPE_NAMES = (
     (EventType.START, "_start"),

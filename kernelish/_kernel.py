@@ -32,7 +32,7 @@ from ._event import ET_CALL, ET_CHILD, ET_PARENT, ET_POST, ET_SIGNAL, EV_CANCELL
 from ._fork import ForkSafety, register_fork_hooks
 from ._handler_args import make_handler_args
 from ._handlers import as_handler
-from ._select import SelectAPI
+from ._select import SelectAPI, new_selector
 from ._session import Lifecycle, Session, _Node
 from ._signals import SignalBus, WakeupPipe
 from ._timers import TimersAPI
@@ -64,7 +64,7 @@ class Kernel(AsyncioAPI, ForkSafety, ChildrenAPI, SelectAPI, TimersAPI):
         self._last_reap = 0.0
         self._chld_handler_installed = False
         self._fd_watch = {}
-        self._selector = selectors.DefaultSelector()
+        self._selector = new_selector()
         self._wakeup = WakeupPipe()
         self._selector.register(self._wakeup.r, selectors.EVENT_READ, None)
         self._last_poll = 0.0

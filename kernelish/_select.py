@@ -144,9 +144,11 @@ class SelectAPI(KernelCore):
         extra: tuple[Any, ...] = (),
         *,
         weak: bool = False,
+        paused: bool = False,
     ) -> None:
         """Watch (or, with ``event`` None, stop watching) ``handle`` in
-        ``mode`` for ``session``.  ``weak``: keep only the fd and a weak
+        ``mode`` for ``session``; ``paused`` starts it paused (no OS-level
+        watch yet).  ``weak``: keep only the fd and a weak
         reference to ``handle`` (wheels: the kernel must not keep a dropped
         wheel's socket open)."""
         fd = fileno_of(handle)
@@ -159,6 +161,7 @@ class SelectAPI(KernelCore):
             return
         if fd < 0:
             raise ValueError(f"cannot watch a closed handle: {handle!r}")
+        fresh = watch is None
         if watch is None:
             watch = self._fd_watch[fd] = FdWatch(fd)
         else:
@@ -170,18 +173,22 @@ class SelectAPI(KernelCore):
                 f"{old.session!r}; {session!r} cannot watch it too"
             )
         if old is None:
-            if isinstance(handle, socket.socket):
-                handle.setblocking(False)
-            else:
-                os.set_blocking(fd, False)
+            if fresh:  # once per fd, not per mode: it is one ioctl each time
+                if isinstance(handle, socket.socket):
+                    if handle.getblocking():  # Python's own flag: no syscall
+                        handle.setblocking(False)
+                else:
+                    os.set_blocking(fd, False)
             count = session._fds.get(fd, 0)
             session._fds[fd] = count + 1
             if not count:
                 session._refs += 1
         if weak and not isinstance(handle, int):
-            watch.modes[mode] = _ModeWatch(session, fd, event, extra, weakref.ref(handle))
+            mw = _ModeWatch(session, fd, event, extra, weakref.ref(handle))
         else:
-            watch.modes[mode] = _ModeWatch(session, handle, event, extra)
+            mw = _ModeWatch(session, handle, event, extra)
+        mw.paused = paused
+        watch.modes[mode] = mw
         self._update_mask(watch)
 
     def _forget_stale(self, watch: FdWatch, handle: Any) -> None:
@@ -232,9 +239,12 @@ class SelectAPI(KernelCore):
                 selector.unregister(watch.fd)
                 watch.mask = 0
             if watch.mask == 0:
-                selector.register(watch.fd, mask, watch)
-                if watch.exclusive and mask == _EVENT_READ:
-                    _make_exclusive(selector, watch.fd)
+                if watch.exclusive and mask == _EVENT_READ and isinstance(selector, KernelSelector):
+                    selector.register_exclusive(watch.fd, watch)
+                else:
+                    selector.register(watch.fd, mask, watch)
+                    if watch.exclusive and mask == _EVENT_READ:
+                        _make_exclusive(selector, watch.fd)
             elif mask == 0:
                 selector.unregister(watch.fd)
             else:
@@ -359,7 +369,7 @@ class SelectAPI(KernelCore):
     def _new_selector(self) -> None:
         """A fresh selector with every current watch (after a fork: an epoll
         set must never be shared with the parent)."""
-        self._selector = selectors.DefaultSelector()
+        self._selector = new_selector()
         for watch in self._fd_watch.values():
             watch.mask = 0
             self._update_mask(watch)
@@ -382,3 +392,33 @@ def _make_exclusive(selector: selectors.BaseSelector, fd: int) -> None:
         epoll.register(fd, select.EPOLLIN | _EPOLLEXCLUSIVE)
     except OSError:
         epoll.register(fd, select.EPOLLIN)
+
+
+if hasattr(selectors, "EpollSelector"):
+
+    class KernelSelector(selectors.EpollSelector):
+        """The kernel's selector: epoll, plus one-call exclusive read watches."""
+
+        def register_exclusive(self, fd: int, data: Any) -> selectors.SelectorKey:
+            """Watch ``fd`` for reading with ``EPOLLEXCLUSIVE`` in one
+            ``epoll_ctl`` (a listener resumed for every connection)."""
+            key = selectors._BaseSelectorImpl.register(self, fd, _EVENT_READ, data)
+            try:
+                self._selector.register(key.fd, select.EPOLLIN | _EPOLLEXCLUSIVE)  # type: ignore[attr-defined]
+            except BaseException:
+                selectors._BaseSelectorImpl.unregister(self, fd)
+                raise
+            return key
+
+    def new_selector() -> selectors.BaseSelector:
+        """A fresh selector for the kernel (after a fork too)."""
+        return KernelSelector() if _EPOLLEXCLUSIVE else selectors.DefaultSelector()
+
+else:  # pragma: no cover - not Linux
+
+    class KernelSelector:  # type: ignore[no-redef]
+        """Placeholder where epoll does not exist."""
+
+    def new_selector() -> selectors.BaseSelector:
+        """A fresh selector for the kernel."""
+        return selectors.DefaultSelector()

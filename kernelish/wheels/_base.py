@@ -178,9 +178,11 @@ class Wheel:
 
     # -- watching ---------------------------------------------------------
 
-    def _watch(self, handle: Any, mode: int, method: Callable[[Any], Any]) -> None:
+    def _watch(
+        self, handle: Any, mode: int, method: Callable[[Any], Any], *, paused: bool = False
+    ) -> None:
         """Watch ``handle`` in ``mode`` for the wheel's session, calling
-        ``method(self)`` on readiness."""
+        ``method(self)`` on readiness (``paused``: registered, not yet armed)."""
         session = self._session_ref()
         if session is None:
             return
@@ -191,7 +193,7 @@ class Wheel:
             self._kernel._unwatch_if(fd, mode, old)
         what = "read" if mode == MODE_READ else "write"
         callback = _watcher(weakref.ref(self), method, f"{self!r} -> select {what}")
-        self._kernel._watch_as(session, handle, mode, callback, weak=True)
+        self._kernel._watch_as(session, handle, mode, callback, weak=True, paused=paused)
         self._resources.watches[key] = callback
 
     def _unwatch(self, handle: Any, mode: int) -> None:

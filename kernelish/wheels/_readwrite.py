@@ -47,6 +47,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import weakref
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
@@ -128,6 +129,7 @@ class ReadWrite(Wheel):
         "_block_size",
         "_driver",
         "_error_event",
+        "_flush_queued",
         "_flushed_event",
         "_high",
         "_high_event",
@@ -192,8 +194,8 @@ class ReadWrite(Wheel):
         if self._input_event is not None:
             self._start_reading()
         # The write watch exists from the start, paused while nothing is queued.
-        self._watch(out_handle, MODE_WRITE, ReadWrite._on_write)
-        self._kernel.select_pause_write(out_handle)
+        self._watch(out_handle, MODE_WRITE, ReadWrite._on_write, paused=True)
+        self._flush_queued = False
 
     # -- input ------------------------------------------------------------------
 
@@ -358,9 +360,10 @@ class ReadWrite(Wheel):
                 if written < len(data):
                     octets = self._out_octets = self._driver.put((data[written:],))
                     self._kernel.select_resume_write(self._out_handle)
-                elif self._flushed_event is not None:
-                    # FlushedEvent comes from the next I/O phase, never from put().
-                    self._kernel.select_resume_write(self._out_handle)
+                elif self._flushed_event is not None and not self._flush_queued:
+                    # FlushedEvent comes later, never from put(): queued to the
+                    # next dispatch pass (cheaper than arming the write watch).
+                    self._queue_flushed()
         else:
             octets = self._out_octets = self._driver.put(chunks)
             if octets:
@@ -376,6 +379,25 @@ class ReadWrite(Wheel):
                 self._emit(self._high_event, self._id)
             return 1
         return 0
+
+    def _queue_flushed(self) -> None:
+        session = self._session_ref()
+        if session is None:
+            return
+        self._flush_queued = True
+        ref = weakref.ref(self)
+
+        def flushed() -> None:
+            wheel = ref()
+            if wheel is None:
+                return
+            wheel._flush_queued = False
+            # Data queued since (a partial write) gets its FlushedEvent from
+            # the write handler instead.
+            if not wheel._out_octets and not wheel._output_done:
+                wheel._emit(wheel._flushed_event, wheel._id)
+
+        self._kernel._queue_callback(session, flushed, f"{self!r} -> flushed")
 
     def _on_write(self) -> None:
         """The write handler: flush, watermarks, FlushedEvent."""
