@@ -19,9 +19,11 @@ epoll_ctl calls, which is what makes a ReadWrite echo server as fast as
 asyncio's.  What stays POE's:
 
 * FlushedEvent never fires inside ``put()``: if the immediate write emptied
-  the queue and a FlushedEvent is set, the write watch is resumed anyway and
-  FlushedEvent arrives from the next I/O phase, as in POE (so the idiom
-  "put a goodbye, set a flag, drop the wheel on FlushedEvent" still works).
+  the queue and a FlushedEvent is set, it is queued to the next dispatch pass
+  (one per burst of puts; none if a later put left data for the write
+  handler, which then sends it), so the idiom "put a goodbye, set a flag,
+  drop the wheel on FlushedEvent" still works -- without arming the write
+  watch, which would cost two ``epoll_ctl`` calls per put.
 * Write errors in that immediate write are not reported from ``put()``; the
   write watch is resumed and the write handler reports them as
   ``ErrorEvent('write', errno, errstr, id)``.
