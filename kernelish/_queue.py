@@ -100,10 +100,6 @@ class EventQueue:
             event[EV_CANCELLED] = True
             self._dead_fifo += 1
 
-    def fifo_popped_dead(self) -> None:
-        """Account for a dead FIFO event the dispatch pass skipped."""
-        self._dead_fifo -= 1
-
     def _compact_timers(self) -> None:
         # In place: the dispatch pass holds a reference to this list.
         self.timers[:] = [e for e in self.timers if not e[EV_CANCELLED]]
