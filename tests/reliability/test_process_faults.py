@@ -98,9 +98,11 @@ def test_fork_eagain_is_retried_keeps_serving_and_recovers(
     assert client.ask("PING") == "PONG"
     client.finish()
     wait_until(lambda: not app.children(), 5, "the last child to go")
+    failures_empty = app.fresh_status()["fork_failures"]
     time.sleep(1.5)  # a while with no child at all: retries keep failing
     assert not gone(app.pid)
-    failures_before = app.status()["fork_failures"]
+    failures_before = app.fresh_status()["fork_failures"]
+    assert failures_before > failures_empty, "the 1 s retry kept trying while forks failed"
     time_fixed = time.monotonic()
     fail.unlink()
     wait_until(lambda: app.waiting() >= 3, 5, "the full pool again")
