@@ -64,6 +64,15 @@ def zombies_of(pid: int) -> list[int]:
     return out
 
 
+def gone(pid: int) -> bool:
+    """The process no longer runs (does not exist or is a zombie).  One
+    ``psutil`` call, so a process that exits meanwhile cannot raise."""
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
+
+
 class ProcessReaper:
     """Ends every process a test registered, by pid or session id: TERM, a
     deadline, then KILL.  Never by name."""

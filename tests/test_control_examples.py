@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 
-from ._support import LineClient, ProcessReaper, wait_until
+from ._support import LineClient, ProcessReaper, gone, wait_until
 from .test_examples import EXAMPLES
 
 KERNELISH = [sys.executable, "-m", "kernelish"]
@@ -63,5 +63,5 @@ def test_status_peek_and_stop_against_the_preforking_example(
         timeout=30,
     )
     assert stop.returncode == 0, stop.stderr
-    assert not psutil.pid_exists(daemon) or psutil.Process(daemon).status() == "zombie"
+    assert gone(daemon)
     wait_until(lambda: not pidfile.exists(), 5, "the pidfile removed at shutdown")

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ._support import LineClient, ProcessReaper, wait_until
+from ._support import LineClient, ProcessReaper, gone, wait_until
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -95,9 +95,7 @@ def test_preforking_detaches_and_recycles_a_child_per_connection(prefork: Daemon
         pids.append(pid)
         # requests=1: the child that served us goes away.
         wait_until(
-            lambda pid=pid: (
-                not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-            ),
+            lambda pid=pid: gone(pid),
             5,
             f"child {pid} to exit after its one request",
         )

@@ -94,14 +94,6 @@ def session_processes(sid: int) -> list[int]:
     return pids
 
 
-def gone(pid: int) -> bool:
-    """The process no longer runs (does not exist or is a zombie)."""
-    try:
-        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return True
-
-
 def start_app(
     tmp_path: Path,
     procs: ProcessReaper,

@@ -13,8 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from .._support import LineClient, ProcessReaper, wait_until
-from ._harness import figures, gone, start_app
+from .._support import LineClient, ProcessReaper, gone, wait_until
+from ._harness import figures, start_app
 
 LINE = re.compile(r"L (\d+) (\d+) (x+)")
 PAD = 72

@@ -10,8 +10,8 @@ import time
 from functools import partial
 from pathlib import Path
 
-from .._support import LineClient, ProcessReaper, wait_until
-from ._harness import figures, gone, start_app
+from .._support import LineClient, ProcessReaper, gone, wait_until
+from ._harness import figures, start_app
 
 
 def port_is_free(port: int) -> bool:
