@@ -40,17 +40,17 @@ def test_status_prints_scoreboard_and_children(
     code, out, err = _run(capsys, "status", pidfile)
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].startswith(f"Daemon {pid} (pre-forking)")
-    assert re.match(r"Scoreboard \[www *\] \d+ slots", lines[1])
+    assert lines[0].startswith(f"Daemon {pid} (pre-forking)"), out
+    assert re.match(r"Scoreboard \[www *\] \d+ slots", lines[1]), out
     assert lines[2].split() == ["PID", "ROLE", "SLOT", "STATE", "REQUESTS", "CPU(s)", "RSS(MiB)"]
     rows = {int(line.split()[0]): line.split() for line in lines[3:-1]}
-    assert rows[pid][1] == "parent"
-    assert set(rows) == {pid, *kids}
+    assert rows[pid][1] == "parent", out
+    assert set(rows) == {pid, *kids}, (out, kids)
     for kid in kids:
         row = rows[kid]
-        assert row[1] == "child" and row[3:5] == ["w", "waiting"] and row[5] == "0"
+        assert row[1] == "child" and row[3:5] == ["w", "waiting"] and row[5] == "0", out
         float(row[6]), float(row[7])  # CPU seconds and RSS from psutil
-    assert lines[-1] == "3 children"
+    assert lines[-1] == "3 children", out
 
 
 def test_status_from_the_command_line(tmp_path: Path, procs: ProcessReaper) -> None:
@@ -102,7 +102,11 @@ def test_stop_kills_what_ignores_term(
 ) -> None:
     pid = start_daemon(tmp_path, procs, "--stubborn")
     kids = children_of(pid)
-    code, out, err = _run(capsys, "stop", str(tmp_path / "d.pid"), "--timeout", "0.3")
+    # A child ignores SIGTERM from its daemon_child handler on, and says 'wait'
+    # right after: before that, a TERM would end it and it would not need KILL.
+    pidfile = tmp_path / "d.pid"
+    wait_until(lambda: "2 idle" in _control.status_text(pidfile), 5, "2 waiting children")
+    code, out, err = _run(capsys, "stop", str(pidfile), "--timeout", "0.3")
     assert code == 0, err
     killed = out.splitlines()[1]
     assert killed.startswith("Killed after 0.3s (ignored SIGTERM): ")
