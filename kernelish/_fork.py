@@ -48,6 +48,7 @@ from __future__ import annotations
 import os
 import selectors
 import signal as _signal
+import sys
 import weakref
 
 from ._children import ChildrenAPI
@@ -121,6 +122,11 @@ class ForkSafety(ChildrenAPI, SelectAPI):
 
 def register_fork_hooks(kernel: ForkSafety) -> None:
     """Install the at-fork hooks for ``kernel`` (held weakly)."""
+    if sys.version_info >= (3, 12):
+        # asyncio's own at-fork hook (3.12+) clears the wakeup fd in the child;
+        # child hooks run in the order they were registered, so it must be
+        # registered before ours, which installs the child's new wakeup fd.
+        import asyncio  # noqa: F401
     ref = weakref.ref(kernel)
 
     def before() -> None:

@@ -171,7 +171,7 @@ def scratch() -> Iterator[Path]:
 def test_random_configurations_are_refused_or_spawn(scratch: Path) -> None:
     tally = {"invalid": 0, "madness": 0, "spawned": 0}
     start = time.monotonic()
-    _process.load_libc()  # once here, not in every forked child
+    _process.load_prctl()  # once here, not in every forked child
 
     @settings(
         max_examples=1000,

@@ -235,7 +235,7 @@ class DaemonComponent(Babysitter):
         self.failed_forks = []
         self.scoreboard = Scoreboard(cfg.max_children + 5)
         self.pending_forks = 0
-        _process.load_libc()
+        _process.load_prctl()
         if self.is_prefork():
             self.startup = True
             self.fork_off(cfg.start_children or 0)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import os
 import pwd
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from kernelish._activation import inherited_sockets
@@ -25,7 +25,7 @@ __all__ = [
     "die_with_parent",
     "drop_privs",
     "install_log_handler",
-    "load_libc",
+    "load_prctl",
     "open_logfile",
 ]
 
@@ -146,25 +146,28 @@ def drop_privs(uid: int | None, gid: int | None, user: str | None, logfile: Path
 
 
 _PR_SET_PDEATHSIG = 1
-_libc: ctypes.CDLL | None = None
+_prctl: Callable[..., int] | None = None
+_prctl_loaded = False
 
 
-def load_libc() -> ctypes.CDLL | None:
-    """libc for ``prctl``, loaded once (in the parent, before forking, so a
-    child's start stays lean)."""
-    global _libc
-    if _libc is None:
-        name = ctypes.util.find_library("c")
-        if name is not None:
-            _libc = ctypes.CDLL(name, use_errno=True)
-    return _libc
+def load_prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, looked up once -- in the parent, before forking, so
+    a child's start stays lean.  ``CDLL(None)`` is the symbols the
+    interpreter is linked with (libc's among them): no ``ctypes.util``,
+    whose imports (subprocess, tempfile, random with its at-fork reseed)
+    every child would otherwise pay for."""
+    global _prctl, _prctl_loaded
+    if not _prctl_loaded:
+        _prctl_loaded = True
+        with contextlib.suppress(OSError, AttributeError):
+            _prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return _prctl
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
     """Ask Linux to send ``sig`` to this process when its parent dies
     (``prctl(PR_SET_PDEATHSIG)``), so a pool child never outlives a parent
     that was SIGKILLed.  A no-op where prctl is unavailable."""
-    libc = load_libc()
-    if libc is not None:
-        with contextlib.suppress(AttributeError):
-            libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    prctl = load_prctl()
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
