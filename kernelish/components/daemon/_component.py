@@ -45,6 +45,7 @@ from kernelish._signals import SessionWatcher
 from . import _lean, _process
 from ._babysit import Babysitter, _kill
 from ._config import DaemonConfig
+from ._facade import Daemon
 from ._process import log
 from ._scoreboard import Scoreboard
 from ._services import DaemonServices
@@ -212,8 +213,6 @@ class DaemonComponent(Babysitter):
 
     def _start(self, _: HandlerArgs) -> None:
         kernel = _[KERNEL]
-        from ._facade import Daemon
-
         kernel.alias_set(self.config.alias)
         Daemon._attach(self)
         kernel.sig("TERM", "sig_TERM")
@@ -244,8 +243,6 @@ class DaemonComponent(Babysitter):
         kernel.yield_("waste_time")
 
     def _stop(self, _: HandlerArgs) -> None:
-        from ._facade import Daemon
-
         Daemon._detach(self)
         self.services.stopped()  # pidfile removed
         self._verbose("Server is stopping")
@@ -373,8 +370,6 @@ class DaemonComponent(Babysitter):
         """Turn this process into a child (``become_child``)."""
         kernel = poe_kernel
         self._verbose("Created %s", time.ctime())
-        from ._facade import Daemon
-
         Daemon._child = True
         self.is_child = True
         _lean.exit_lean()  # no interpreter teardown at exit
@@ -589,8 +584,6 @@ class DaemonComponent(Babysitter):
 
     def sig_USR2(self, _: HandlerArgs) -> None:
         """USR2: write the verbose peek dump to stderr (the logfile)."""
-        from ._facade import Daemon
-
         text = Daemon.peek(True, file=sys.stderr)
         self.services.peeked(text)  # to `kernelish peek`
 
