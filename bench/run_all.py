@@ -69,34 +69,45 @@ BOUNDS = {
         "is called directly by the C-accelerated transport."
     ),
     "prefork_r1000": (
-        "Event-loop hops, not Python CPU: under load a child spends about "
-        "a fifth of its time running Python (py-spy). Per connection it "
-        "makes about 15 system calls (epoll_wait for the listener, accept, "
-        "pause, reads and writes, close, resume) where the bare server's "
-        "children block in `accept(2)` and `recv(2)`; the listener is "
-        "watched with EPOLLEXCLUSIVE, so a connection wakes one idle child, "
-        "not all. Each request also builds a ReadWrite wheel and a Line "
-        "filter (about 90 us, pydantic-validated), writes the scoreboard "
-        "twice and goes through the daemon_accept signal; a child's first "
-        "connections are slower still, paying copy-on-write faults on the "
-        "pages they touch."
+        "CPU in the child, per connection: about 500 us against about 110 us "
+        "for a bare child (`bench/forkprofile.py --part prefork`, below), "
+        "with the load generator on the same 2 cores. The bare child blocks "
+        "in `accept(2)` and `recv(2)`; ours runs about 500 Python calls per "
+        "connection -- epoll and the select watch, SocketFactory's accept and "
+        "pause, a ReadWrite wheel with its Line filter and SysRW driver "
+        "(three pydantic-validated parameter sets), two lines in and out "
+        "through the queue, two scoreboard writes, the daemon_accept signal "
+        "and the resume -- in about 15 system calls. Closing the gap means "
+        "fewer Python calls per connection, not fewer system calls."
     ),
     "prefork_r1": (
-        "Bound by `fork()` of the parent and the child's first steps: see "
-        "the fork-cost figures under Fork latency -- on this VM fork() costs "
-        "about 0.4 ms per MB of the parent's resident memory."
+        "Bound by the fork, not the replacement: a dead child is replaced "
+        "at once, but each connection now pays a post-fork child's whole "
+        "life (the profile under Post-forking: about 1,100 copy-on-write "
+        "faults at about 5 us each on this VM, and `fork()` of a 35 MB "
+        "parent)."
     ),
     "postfork": (
-        "Bound by `fork()` of a parent with kernelish, pydantic and psutil "
-        "loaded (see the fork-cost figures under Fork latency): the bare "
-        "fork-per-connection server forks a 10 MB process, ours a 37 MB "
-        "one, and on this VM fork() costs about 0.4 ms per MB resident."
+        "Page faults, not Python: the profile below (`bench/forkprofile.py`) "
+        "follows a post-forked child step by step. Every page the child "
+        "writes after `fork()` -- and CPython writes to every object it "
+        "touches, its reference count -- is a copy-on-write fault, about "
+        "5 us each on this VM; a child that serves one connection and exits "
+        "takes about 1,100 of them (half before `daemon_child`: CPython's "
+        "own after-fork work, the kernel's fresh selector and wakeup pipe, "
+        "the Daemon's child set-up). The parent pays `fork()` of a 35 MB "
+        "process (kernelish, pydantic, psutil) against a 10 MB bare one, "
+        "and faults again on the pages it writes next. This run's figures "
+        "came after three cuts: asyncio (and ssl) imported only when used, "
+        "the signal mask blocked around fork with the C `pthread_sigmask` "
+        "(the wrapper's enum conversions cost 320 us per fork), and no "
+        "imports in the child's start."
     ),
     "latency": (
-        "The post-fork first reply is the fork() of the server process plus "
-        "the child's start; the fork alone of a process with the server's "
-        "imports is measured below (`fork()+exit, ... server's imports`), "
-        "and it accounts for nearly all of the gap."
+        "The post-fork first reply is the parent's `fork()` (about 2 ms "
+        "for the 35 MB server) plus the child's first steps up to its "
+        "first reply, about 800 copy-on-write faults; see the profile "
+        "under Post-forking."
     ),
     "memory": (
         "The idle child's private memory is what it wrote after fork(): "
@@ -104,11 +115,16 @@ BOUNDS = {
         "object headers), the kernel's fresh selector and wakeup pipe, the "
         "Daemon's child set-up, and malloc arenas that new objects land in. "
         "`gc.freeze()` before fork keeps the collector off the parent's "
-        "objects; what is left is mostly reference-count writes."
+        "objects; what is left is mostly reference-count writes, the same "
+        "faults the profile under Post-forking counts."
     ),
 }
 
 PROFILES = {
+    "postfork": "import runpy, sys; sys.argv = ['forkprofile']; "
+    "runpy.run_path('bench/forkprofile.py', run_name='__main__')",
+    "prefork_r1000": "import runpy, sys; sys.argv = ['forkprofile', '--part', 'prefork']; "
+    "runpy.run_path('bench/forkprofile.py', run_name='__main__')",
     "dispatch": (
         "import sys; sys.path.insert(0, 'bench'); import dispatch; "
         "import cProfile, pstats; cProfile.run('dispatch.post_ping_pong(100_000)', "
@@ -165,7 +181,7 @@ def profile(name: str) -> str:
         timeout=300,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    lines = out.stdout.splitlines()
+    lines = [line for line in out.stdout.splitlines() if not line.startswith("{")]  # no JSON
     start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)
     body = [line.replace(str(ROOT) + "/", "") for line in lines[start:] if line.strip()]
     return "\n".join(body)

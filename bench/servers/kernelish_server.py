@@ -1,13 +1,17 @@
 """The example line servers of kernelish, in the foreground and parameterised.
 
     python bench/servers/kernelish_server.py prefork [--requests 1000] [--start-children 8] ...
-    python bench/servers/kernelish_server.py fork [--max-children 8]
+    python bench/servers/kernelish_server.py fork [--max-children 8] [--marks FILE]
 
 ``prefork`` is ``examples/preforking.py`` and ``fork`` is ``examples/forking.py``
 without ``detach`` and the logfile: a SocketFactory line server under the
 Daemon component, speaking ``PING`` -> ``PONG``, ``PID``, ``DONE`` -> ``OK``
 then close.  Prints ``PORT=N`` once listening.  SIGTERM shuts the Daemon
 down (children included).
+
+``--marks FILE`` (post-forking only, for ``bench/forkprofile.py``): each
+child appends one line to FILE with its page faults and CPU time at each
+step from ``fork()`` to its exit.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import argparse
 import os
 import sys
 from typing import Any
+
+from _marks import mark, watch_forks  # first: its at-fork hook runs before the kernel's
 
 from kernelish import ARG0, HEAP, KERNEL, Session, poe_kernel
 from kernelish.components.daemon import Daemon, DaemonComponent
@@ -29,6 +35,7 @@ def answer(_: Any) -> None:
     wheel = heap.get("wheel")
     if wheel is None:
         return
+    mark("input")
     command = _[ARG0].strip().upper()
     if command == "PING":
         wheel.put("PONG")
@@ -47,6 +54,7 @@ def flushed(_: Any) -> None:
 
 
 def finish(_: Any) -> None:
+    mark("done")
     if _[HEAP].pop("wheel", None) is not None:
         Daemon.update_status("done")
 
@@ -128,9 +136,11 @@ def fork_session() -> None:
         Daemon.update_status("req", {"handle": _[ARG0]})
 
     def daemon_child(_: Any) -> None:
+        mark("daemon_child")
         heap = _[HEAP]
         heap.pop("listener", None)
         heap["wheel"] = new_wheel(_[ARG0 + 1]["handle"])
+        mark("wheel")
 
     Session.create(
         inline_states={
@@ -156,7 +166,10 @@ def main() -> None:
     parser.add_argument("--min-spare", type=int, default=2)
     parser.add_argument("--max-spare", type=int, default=None)
     parser.add_argument("--max-children", type=int, default=None)
+    parser.add_argument("--marks", default=None, help=argparse.SUPPRESS)
     opts = parser.parse_args()
+    if opts.marks:
+        watch_forks(opts.marks)
     if opts.mode == "prefork":
         prefork_session()
         params: dict[str, Any] = {
