@@ -138,6 +138,9 @@ def _describe_errors(model: type[Params], errors: list[Any]) -> tuple[list[str],
     return phrases, names
 
 
+_defaults: dict[type[Params], Params] = {}
+
+
 def parse_params(model: type[P], owner: str, kwargs: Mapping[str, Any]) -> P:
     """Validate named parameters for ``owner`` against ``model``.
 
@@ -146,6 +149,8 @@ def parse_params(model: type[P], owner: str, kwargs: Mapping[str, Any]) -> P:
     Raises :class:`ParameterError` with a one-line message naming the CamelCase parameter, e.g.
     ``"SysRW: BlockSize must be greater than 0 (got 0)"``.
     """
+    if not kwargs and model in _defaults:
+        return _defaults[model]  # type: ignore[return-value]
     known = _known_names(model)
     unknown = [key for key in kwargs if key not in known]
     if unknown:
@@ -168,9 +173,15 @@ def parse_params(model: type[P], owner: str, kwargs: Mapping[str, Any]) -> P:
         given[alias] = key
 
     try:
-        return model.model_validate(dict(kwargs))
+        params = model.model_validate(dict(kwargs))
     except pydantic.ValidationError as exc:
         phrases, names = _describe_errors(model, list(exc.errors()))
         raise ParameterError(
             f"{owner}: " + "; ".join(phrases), owner=owner, params=tuple(names)
         ) from None
+    if not kwargs:
+        # The defaults, validated once per model: ``Line()`` and ReadWrite's own
+        # ``SysRW()`` are built for every connection.  Safe to share, since
+        # nothing assigns to a parameter model after validation.
+        _defaults[model] = params
+    return params
