@@ -12,31 +12,19 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from kernelish import KERNEL, HandlerArgs
 
 from ._process import log
-
-if TYPE_CHECKING:
-    from ._config import DaemonConfig
+from ._state import DaemonState
 
 __all__ = ["Babysitter"]
 
 
-class Babysitter:
+class Babysitter(DaemonState):
     """The babysitting states, mixed into :class:`DaemonComponent`."""
-
-    config: DaemonConfig
-    children: dict[int, int] | None
-    rogue_list: dict[int, int]
-    die: bool
-    is_child: bool
-
-    def _verbose(self, fmt: str, *args: Any) -> None:  # pragma: no cover - the component's
-        raise NotImplementedError
 
     def babysit(self, _: HandlerArgs) -> None:
         """Check the children with psutil every ``babysit`` seconds: reap

@@ -33,14 +33,12 @@ import functools
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-from kernelish import ARG0, ARG1, ARG3, KERNEL, HandlerArgs, Session, poe_kernel
+from kernelish import ARG0, KERNEL, HandlerArgs, Session, poe_kernel
 from kernelish._activation import inherited_sockets
-from kernelish._signals import SessionWatcher
 
 from . import _lean, _process
 from ._babysit import Babysitter, _kill
@@ -49,6 +47,8 @@ from ._facade import Daemon
 from ._process import log
 from ._scoreboard import Scoreboard
 from ._services import DaemonServices
+from ._signal_states import SignalStates
+from ._status_updates import StatusUpdates
 
 __all__ = ["DaemonComponent", "fork_process"]
 
@@ -77,10 +77,6 @@ _STATES = (
     "sig_USR2",
 )
 
-#: Seconds an orphaned child (its parent died) gets to shut down before it
-#: exits by itself; within the 1 s the reliability suite demands.
-_ORPHAN_GRACE = 0.5
-
 #: Slot states that count as a spare child (waiting, or on its way to it).
 _SPARE = frozenset("wfF")
 
@@ -97,7 +93,7 @@ class _Hybrid:
         return functools.partial(self.func, cls if obj is None else obj)
 
 
-class DaemonComponent(Babysitter):
+class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
     """POE::Component::Daemon: detach, logfile, privileges, and a pool of
     pre-forked or post-forked children, as a session on the kernel.
 
@@ -108,25 +104,7 @@ class DaemonComponent(Babysitter):
     """
 
     def __init__(self, config: DaemonConfig, params: dict[str, Any] | None = None) -> None:
-        self.config = config
-        self._params = dict(params or {})
-        self.session: Session | None = None
-        self.scoreboard: Scoreboard | None = None
-        self.children: dict[int, int] | None = None
-        self.foreign_children: set[int] = set()
-        self.failed_forks: list[Any] = []
-        self.pending_forks = 0
-        self.max_requests = config.requests or 1
-        self.request_n = 0
-        self.is_child = False
-        self.my_slot: int | None = None
-        self.parent_pid: int | None = None
-        self.startup = False
-        self.die = False
-        self.paused = False
-        self.told_parent = False
-        self.rogue_list: dict[int, int] = {}
-        self._done: set[str] = set()
+        super().__init__(config, params)
         self.services = DaemonServices(self)
 
     # -- construction ---------------------------------------------------------
@@ -197,18 +175,6 @@ class DaemonComponent(Babysitter):
         self.session = Session.create(object_states=[(self, _STATES)])
         return self.session
 
-    def is_prefork(self) -> bool:
-        """Pre-forking: ``start_children`` is set (``is_prefork``)."""
-        return self.config.is_prefork()
-
-    def is_fork(self) -> bool:
-        """Post-forking: ``max_children`` without ``start_children``."""
-        return self.config.is_fork()
-
-    def _verbose(self, fmt: str, *args: Any) -> None:
-        if self.config.verbose:
-            log.info("%d: " + fmt, os.getpid(), *args)
-
     # -- session life ---------------------------------------------------------
 
     def _start(self, _: HandlerArgs) -> None:
@@ -257,29 +223,6 @@ class DaemonComponent(Babysitter):
             self.services.ready()  # the pool is up: READY=1
         if not self.die:
             _[KERNEL].delay("waste_time", 600)
-
-    # -- signals to others ----------------------------------------------------
-
-    def expedite_signal(self, name: str, *args: Any) -> None:
-        """Call every watcher of ``name`` now, not through the queue
-        (``expedite_signal``): the parent's loop must not run in between."""
-        kernel = poe_kernel
-        for session, event in kernel.signal_watchers(name).items():
-            kernel.call(session, event, name, *args)
-        for func in kernel.events.listeners(name):
-            if type(func) is not SessionWatcher:
-                func(name, *args)
-
-    def inform_others(self, name: str, *args: Any) -> None:
-        """Broadcast one of the ``daemon_*`` signals (``inform_others``).
-
-        ``daemon_child`` in a post-forked child, and ``daemon_pause`` /
-        ``daemon_accept`` in a post-forking parent, are expedited.
-        """
-        if self.is_fork() and name in ("daemon_child", "daemon_pause", "daemon_accept"):
-            self.expedite_signal(name, *args)
-        else:
-            poe_kernel.signal(poe_kernel, name, *args)
 
     # -- forking --------------------------------------------------------------
 
@@ -430,199 +373,6 @@ class DaemonComponent(Babysitter):
             self._backpressure()
         self.services.status_changed()  # STATUS= if it changed
         _[KERNEL].delay("check_scoreboard", 1)
-
-    def _backpressure(self) -> None:
-        assert self.children is not None and self.config.max_children is not None
-        if len(self.children) >= self.config.max_children:
-            if not self.paused:
-                self.paused = True
-                self.inform_others("daemon_pause")
-        elif self.paused:
-            self.paused = False
-            self.inform_others("daemon_accept")
-
-    def update_status(self, _: HandlerArgs) -> Any:
-        """User code tells us its new status (``update_status``)."""
-        status, parm = _[ARG0], _[ARG1]
-        if self.is_prefork():
-            return self._update_status_prefork(status)
-        if self.is_fork():
-            if self.is_child:
-                return self._update_status_fork_child(status)
-            return self._update_status_fork_parent(status, parm)
-        log.warning("%d: Non-forking server doesn't need to update status", os.getpid())
-        return None
-
-    def _update_status_prefork(self, status: str) -> None:
-        if not self.is_child:
-            log.warning(
-                "%d: Only child processes should update their status (%s)", os.getpid(), status
-            )
-            return
-        assert self.scoreboard is not None and self.my_slot is not None
-        slot = self.my_slot
-        current = self.scoreboard.read(slot)
-        if status in ("wait", "done"):
-            self.scoreboard.write(slot, "wait")
-            if self.request_n >= self.max_requests:
-                self._verbose("Handled %d requests, shutting down", self.request_n)
-                poe_kernel.yield_("shutdown")
-            elif current != "w":
-                self.inform_others("daemon_accept")
-            return
-        if status == "long" and current == "r":
-            self.scoreboard.write(slot, "long")
-            return
-        if status in ("req", "long"):
-            self.request_n += 1
-            self.scoreboard.write(slot, status)
-            return
-        log.warning(
-            "%d: Don't know what to do for %r! Maybe you meant 'long', 'wait', 'done' or 'req'?",
-            os.getpid(),
-            status,
-        )
-
-    def _update_status_fork_child(self, status: str) -> None:
-        assert self.scoreboard is not None and self.my_slot is not None
-        if status in ("wait", "done"):
-            self.scoreboard.write(self.my_slot, "wait")
-            poe_kernel.yield_("shutdown")
-        elif status == "long":
-            self.scoreboard.write(self.my_slot, "long")
-        else:
-            log.warning(
-                "%d: Don't know what to do for %r! Maybe you meant 'long', 'wait' or 'done'?",
-                os.getpid(),
-                status,
-            )
-
-    def _update_status_fork_parent(self, status: str, parm: Any) -> None:
-        if status == "req":
-            self.fork_off([parm])
-        else:
-            log.warning(
-                "%d: Don't know what to do for %r! Maybe you meant 'req'?", os.getpid(), status
-            )
-
-    # -- children going away ------------------------------------------------------
-
-    def foreign_child(self, _: HandlerArgs) -> None:
-        """Adopt a child spawned by user code: TERMed at shutdown."""
-        self.foreign_children.add(int(_[ARG0]))
-
-    def sig_CHLD(self, _: HandlerArgs) -> None:
-        """A child exited (from ``sig_child``, the CHLD signal, or a fake CHLD
-        from the babysitter): free its slot, and replace it at once."""
-        kernel, pid, fake = _[KERNEL], _[ARG1], _[ARG3]
-        if pid in self.foreign_children:
-            self.foreign_children.discard(pid)
-            return
-        if self.is_child or self.children is None:
-            return
-        slot = self.children.pop(pid, None)
-        if slot is None:
-            # Our children arrive twice: sig_child first, then the CHLD signal.
-            if fake:
-                log.warning("%d: Needless fake CHLD for %s", os.getpid(), pid)
-            return
-        self._verbose("SIGCHLD pid=%s: child %s", pid, "is gone" if fake else "exited")
-        assert self.scoreboard is not None
-        self.scoreboard.drop(slot)
-        kernel.sig_child(pid)
-        self.rogue_list.pop(pid, None)
-        if self.die:
-            if not self.children:
-                kernel.delay("shutdown_escalate")
-        elif self.is_prefork():
-            kernel.yield_("check_scoreboard")
-        elif self.is_fork():
-            self._backpressure()
-
-    def sig_INT(self, _: HandlerArgs) -> None:
-        """INT: shut down (the signal is handled, so the session lives on)."""
-        self._verbose("SIGINT")
-        _[KERNEL].yield_("shutdown")
-        _[KERNEL].sig_handled()
-
-    def sig_TERM(self, _: HandlerArgs) -> None:
-        """TERM: shut down, TERMing the children (daemontools' ``svc -d``)."""
-        self._verbose("SIGTERM")
-        kernel = _[KERNEL]
-        kernel.yield_("shutdown")
-        kernel.sig_handled()
-        if self.is_child and os.getppid() != self.parent_pid:
-            # The parent died: nobody will escalate for us.  (This timer also
-            # holds the child until it fires, so it is the child's exit time.)
-            kernel.delay("orphaned", _ORPHAN_GRACE)
-
-    def orphaned(self, _: HandlerArgs) -> None:
-        """A child whose parent died and that is still here after 1 s."""
-        log.warning("%d: parent %s is gone; exiting", os.getpid(), self.parent_pid)
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        os._exit(0)
-
-    def sig_HUP(self, _: HandlerArgs) -> None:
-        """HUP: reopen the logfile (log rotation)."""
-        self._verbose("SIGHUP (logfile=%s)", self.config.logfile)
-        _[KERNEL].sig_handled()
-        self.services.reloading()
-        if self.config.logfile is not None:
-            try:
-                _process.open_logfile(self.config.logfile)
-            except OSError as exc:
-                # A rotation gone wrong (directory gone, no permission, disk
-                # full) must not take the server down: keep the old file.
-                log.error(
-                    "%d: SIGHUP: cannot reopen %s: %s; still logging to the old file",
-                    os.getpid(),
-                    self.config.logfile,
-                    exc,
-                )
-        self.services.reloaded()
-
-    def sig_USR2(self, _: HandlerArgs) -> None:
-        """USR2: write the verbose peek dump to stderr (the logfile)."""
-        text = Daemon.peek(True, file=sys.stderr)
-        self.services.peeked(text)  # to `kernelish peek`
-
-    def shutdown(self, _: HandlerArgs) -> None:
-        """Stop: TERM the children, drop alias, timers and signal watchers
-        so the kernel can exit, broadcast ``daemon_shutdown``."""
-        kernel = _[KERNEL]
-        self._verbose("shutdown")
-        kernel.delay("rogues")
-        for pid in list(self.children or ()) + list(self.foreign_children):
-            _kill(pid, signal.SIGTERM)
-        if self.die:
-            return
-        if self.my_slot is not None and self.scoreboard is not None:
-            self.scoreboard.write(self.my_slot, "e")
-            self.my_slot = None
-        kernel.alias_remove(self.config.alias)
-        kernel.delay("waste_time")
-        kernel.delay("check_scoreboard")
-        kernel.delay("babysit")
-        kernel.delay("retry")
-        self.die = True
-        self.services.stopping()  # STOPPING=1, control socket closed
-        self.inform_others("daemon_shutdown")
-        for name in ("CHLD", "HUP", "INT", "TERM", "USR2"):
-            kernel.sig(name)
-        if self.children:
-            kernel.delay("shutdown_escalate", self.config.shutdown_timeout)
-
-    def shutdown_escalate(self, _: HandlerArgs) -> None:
-        """Children that ignored TERM for ``shutdown_timeout`` get KILL."""
-        for pid in list(self.children or ()):
-            log.warning(
-                "%d: child %d ignored TERM for %ss; sending KILL",
-                os.getpid(),
-                pid,
-                self.config.shutdown_timeout,
-            )
-            _kill(pid, signal.SIGKILL)
 
     # -- status -------------------------------------------------------------------
 
