@@ -15,7 +15,10 @@ Run: ``.venv/bin/python bench/timers.py [--repeats R]``.
 2. ``delay(name, s)`` replacing one named timer 100k times in a session that
    holds 100k other timers, against the same with 1k other timers: per-op
    cost must not grow with the other timers (clearing by name looks only at
-   this session's timers of that name).
+   this session's timers of that name).  Bound: 2x.  The new timer's heap
+   push still walks log2(n) levels (17 against 10) through memory that no
+   longer fits the cache, which measures 1.1-1.4x here; a scan of the other
+   timers would be about 100x.
 """
 
 from __future__ import annotations
@@ -136,7 +139,7 @@ def main() -> None:
     big = least_of(r, lambda: replace_named(100_000, 100_000))
     emit("delay(name) replace, 1k other timers", small * 1e6, "us/op")
     emit("delay(name) replace, 100k other timers", big * 1e6, "us/op")
-    check("delay(name) replace cost, 100k / 1k others", big / small, "<=", 1.3, group="timers")
+    check("delay(name) replace cost, 100k / 1k others", big / small, "<=", 2.0, group="timers")
     table(f"kernelish timers, best of {r}, pid {os.getpid()}")
 
 
