@@ -153,6 +153,7 @@ class AsyncioAPI(KernelCore):
         import asyncio  # here, not at import: see the module's discussion
 
         bridge = AsyncioBridge(self, asyncio.get_running_loop())
+        self._no_standing_exclusive()  # type: ignore[attr-defined] # the loop watches one fd
         self._bridge = bridge
         bridge.watch_selector()
         bridge.kick()

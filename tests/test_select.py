@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from kernelish import ARG0, ARG1, ARG2, SENDER, SESSION, HandlerArgs, poe_kernel
+from kernelish._select import KernelSelector
 
 from ._wheels import run_until, session
 
@@ -217,3 +219,27 @@ def test_a_reused_fd_replaces_the_stale_watch_of_a_closed_socket() -> None:
     for sock in s.heap["pair"]:
         sock.close()
     b.close()
+
+
+def test_a_paused_standing_watch_never_wakes_the_selector() -> None:
+    """KernelSelector waits on its standing set while a listener is active;
+    a paused listener with a connection pending must not be in that set (it
+    would wake every wait, and swallow the wakeup another process needed)."""
+    listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    selector = KernelSelector()
+    try:
+        a, b = (sock.fileno() for sock in listeners)
+        selector.exclusive_read(a, "a", True)
+        selector.exclusive_read(b, "b", True)
+        client = socket.create_connection(listeners[0].getsockname())
+        selector.exclusive_read(a, "a", False)  # paused while b is active
+        start = time.monotonic()
+        assert selector.select(0.2) == []
+        assert time.monotonic() - start >= 0.15, "woken by the paused listener"
+        selector.exclusive_read(a, "a", True)
+        assert [(key.data, mask) for key, mask in selector.select(2)] == [("a", 1)]
+        client.close()
+    finally:
+        selector.close()
+        for sock in listeners:
+            sock.close()

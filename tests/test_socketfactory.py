@@ -91,6 +91,34 @@ def test_pause_accept_leaves_connections_in_the_backlog() -> None:
     poe_kernel.run()
 
 
+def test_two_listeners_one_paused_one_accepting() -> None:
+    """Listeners' exclusive watches stand in their own epoll set; a paused one
+    must not sit there while another is waited on (KernelSelector)."""
+    log_a: list[tuple[Any, ...]] = []
+    log_b: list[tuple[Any, ...]] = []
+    a = listener_session(log_a, BindAddress="127.0.0.1", BindPort=0)
+    b = listener_session(log_b, BindAddress="127.0.0.1", BindPort=0)
+    fa, fb = a.heap["factory"], b.heap["factory"]
+    fa.pause_accept()
+    clients = [socket.create_connection(("127.0.0.1", f.getsockname()[1])) for f in (fa, fb, fb)]
+    try:
+        run_until(lambda: len(log_b) == 3, what="B's two SuccessEvents")
+        ticks = [0]
+        run_until(lambda: ticks.__setitem__(0, ticks[0] + 1) or ticks[0] > 10, what="slices")
+        assert [e[0] for e in log_a] == ["constructed"], "A is paused"
+        fb.pause_accept()
+        fa.resume_accept()
+        run_until(lambda: len(log_a) == 2, what="A's SuccessEvent once resumed")
+        clients.append(socket.create_connection(("127.0.0.1", fb.getsockname()[1])))
+        fb.resume_accept()
+        run_until(lambda: len(log_b) == 4, what="B's third SuccessEvent once resumed")
+    finally:
+        for c in clients:
+            c.close()
+    del a.heap["factory"], b.heap["factory"], fa, fb
+    poe_kernel.run()
+
+
 def test_accept_batch_one_accepts_one_per_readiness() -> None:
     log: list[tuple[Any, ...]] = []
     s = listener_session(log, BindAddress="127.0.0.1", AcceptBatch=1)
