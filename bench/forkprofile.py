@@ -154,7 +154,7 @@ def pool_cpu(server: Server, seconds: float, clients: int = 4) -> dict[str, floa
 def prefork_part(seconds: float) -> None:
     with Server(BARE, "prefork", str(POOL)) as bare:
         b = pool_cpu(bare, seconds)
-    argv = ("prefork", "--requests", "100000", "--start-children", str(POOL))
+    argv = ("prefork", "--requests", "100000", "--start-children", str(POOL), "--max-spare", "10")
     with Server(KERNELISH, *argv) as ours:
         k = pool_cpu(ours, seconds)
     for name, r in (("bare pre-forking", b), ("kernelish pre-forking", k)):
