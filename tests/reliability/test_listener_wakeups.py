@@ -16,18 +16,23 @@ from pathlib import Path
 import pytest
 
 from .._support import LineClient, ProcessReaper, wait_until
-from ._harness import figures, start_app
+from ._harness import App, figures, start_app
 
 pytestmark = pytest.mark.timeout(60)
+
+
+def three_children(tmp_path: Path, procs: ProcessReaper) -> App:
+    """A pool of three children that serve many requests each."""
+    return start_app(
+        tmp_path, procs, "--start-children", "3", "--min-spare", "2", "--max-spare", "3",
+        "--requests", "1000", min_waiting=3,
+    )  # fmt: skip
 
 
 def test_a_busy_child_never_holds_up_a_connection_an_idle_one_can_take(
     tmp_path: Path, procs: ProcessReaper
 ) -> None:
-    app = start_app(
-        tmp_path, procs, "--start-children", "3", "--min-spare", "2", "--max-spare", "3",
-        "--requests", "1000", min_waiting=3,
-    )  # fmt: skip
+    app = three_children(tmp_path, procs)
     slowest = 0.0
     for _ in range(10):
         busy = LineClient(app.port)  # a child takes it, pauses its listener, waits for lines
@@ -47,10 +52,7 @@ def test_a_busy_child_never_holds_up_a_connection_an_idle_one_can_take(
 def test_one_connection_at_a_time_stays_with_one_warm_child(
     tmp_path: Path, procs: ProcessReaper
 ) -> None:
-    app = start_app(
-        tmp_path, procs, "--start-children", "3", "--min-spare", "2", "--max-spare", "3",
-        "--requests", "1000", min_waiting=3,
-    )  # fmt: skip
+    app = three_children(tmp_path, procs)
     served: collections.Counter[int] = collections.Counter()
 
     def all_waiting() -> bool:  # from a snapshot taken after the last request
