@@ -6,8 +6,8 @@ One server process and one client process (connection per request:
 connect, PING, PONG, DONE, OK, close, one at a time); the figure is the
 server's CPU time (``time.process_time``) per connection, best of R, for:
 
-* ``bare``: blocking ``accept``/``recv``/``send`` in a loop, no kernel (what
-  ``bench/servers/bare.py``'s children do);
+* ``bare``: blocking ``accept`` and ``bench/servers/bare.py``'s own
+  connection loop (``recv``/``sendall``), no kernel;
 * ``kernel``: the kernel with ``select_read`` on raw sockets and a handler
   that splits lines itself -- the event loop's own cost;
 * ``wheels``: SocketFactory + ReadWrite + Line, the way ``examples/
@@ -71,24 +71,15 @@ def start_client(port: int, n: int) -> int:
 
 
 def serve_bare(n: int) -> float:
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "servers"))
+    from bare import serve  # the bare pre-forking server's own connection loop
+
     sock = listener()
     pid = start_client(sock.getsockname()[1], n)
     start = time.process_time()
     for _ in range(n):
         conn, _addr = sock.accept()
-        buf = b""
-        while True:
-            data = conn.recv(4096)
-            if not data:
-                break
-            buf += data
-            if b"PING\r\n" in buf:
-                buf = buf.replace(b"PING\r\n", b"")
-                conn.sendall(b"PONG\r\n")
-            if b"DONE\r\n" in buf:
-                conn.sendall(b"OK\r\n")
-                break
-        conn.close()
+        serve(conn)
     cpu = time.process_time() - start
     os.waitpid(pid, 0)
     return cpu / n
