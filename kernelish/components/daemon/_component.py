@@ -312,7 +312,8 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
     def become_child(self, slot: int, req: Any) -> None:
         """Turn this process into a child (``become_child``)."""
         kernel = poe_kernel
-        self._verbose("Created %s", time.ctime())
+        if self.config.verbose:  # no formatting work in a quiet child's start
+            self._verbose("Created %s", time.ctime())
         Daemon._child = True
         self.is_child = True
         _lean.exit_lean()  # no interpreter teardown at exit
