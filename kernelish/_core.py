@@ -459,8 +459,8 @@ class KernelCore(_Node):
         queue = self._queue
         fifo = queue.fifo
         popleft = fifo.popleft
-        timers = queue.timers
         timer_entries = queue.timer_entries
+        pending_timers = queue.pending
         marked = self._marked
         clock = self._clock
         dispatch = self._dispatch
@@ -473,6 +473,9 @@ class KernelCore(_Node):
             while True:
                 budget = len(fifo)
                 while True:
+                    if pending_timers:
+                        queue.file_pending()
+                    timers = queue.timer_head
                     if timers and timers[0][EV_PRIORITY] <= now:
                         timer = timers[0]
                         head = fifo[0] if budget and fifo else None
@@ -490,6 +493,8 @@ class KernelCore(_Node):
                                 continue
                         else:
                             heappop(timers)
+                            if not timers:
+                                queue.next_bucket()
                             if timer[EV_CANCELLED]:
                                 queue._dead_timers -= 1
                                 continue
@@ -504,11 +509,19 @@ class KernelCore(_Node):
                     else:
                         break
                     dest = event[EV_DEST]
-                    entry = dest._states.get(event[EV_NAME])
-                    if event[EV_TYPE] != ET_POST or entry is None or dest is self:
-                        # Anything but a plain post to a handler that exists.
+                    name = event[EV_NAME]
+                    entry = dest._states.get(name)
+                    etype = event[EV_TYPE]
+                    if (etype != ET_POST and etype != ET_ALARM) or entry is None or dest is self:
+                        # Anything but a post or a timer for a handler that exists.
                         dispatch(event)
                     else:
+                        if etype == ET_ALARM:
+                            named = dest._timers_by_name.get(name)
+                            if named is not None:
+                                named.pop(event[EV_ID], None)
+                                if not named:
+                                    del dest._timers_by_name[name]
                         # _release, inlined.
                         dest._to -= 1
                         if not dest._to and not dest._refs and not dest._from:
@@ -520,7 +533,6 @@ class KernelCore(_Node):
                                 marked[source] = None
                         # _invoke, inlined.
                         func, obj = entry
-                        name = event[EV_NAME]
                         file = event[EV_FILE]
                         line = event[EV_LINE]
                         if file.__class__ is CodeType:
@@ -552,7 +564,7 @@ class KernelCore(_Node):
                             func(handler_args)
                         except Exception as exc:
                             handler_failed(
-                                exc, dest, name, source, file, line, event[EV_FROM_STATE], ET_POST
+                                exc, dest, name, source, file, line, event[EV_FROM_STATE], etype
                             )
                         self._active_session = prev_session
                         self._active_event = prev_event

@@ -57,7 +57,6 @@ __all__ = [
     "EventType",
     "caller_site",
     "describe",
-    "new_event",
 ]
 
 
@@ -131,22 +130,6 @@ EV_FILE = 7  # caller's code object, file name, or None
 EV_LINE = 8  # instruction offset in that code, line number, or None
 EV_FROM_STATE = 9  # the event that was active when this one was queued
 EV_CANCELLED = 10  # removed from the queue (lazy cancellation)
-
-
-def new_event(
-    event_id: int,
-    priority: float,
-    dest: Any,
-    source: Any,
-    name: str,
-    args: tuple[Any, ...],
-    etype: int,
-    file: str | CodeType | None,
-    line: int | None,
-    from_state: str | None,
-) -> Event:
-    """An event list, for the code paths where readability beats speed."""
-    return [priority, event_id, dest, source, name, args, etype, file, line, from_state, False]
 
 
 _line_tables: dict[CodeType, dict[int, int | None]] = {}

@@ -11,11 +11,28 @@ We keep the same order with two structures:
 
 * posts, yields and signals go to a deque -- their priorities only grow, so
   the deque *is* sorted, and append/popleft are O(1);
-* timers go to a binary heap of events (an event list starts with its
+* timers go to binary heaps of events (an event list starts with its
   priority and ID, so it is its own heap entry), O(log n) to set and to fire,
   with an id -> event map so ``alarm_remove`` and ``delay(name)`` cancel
-  lazily (the event's ``EV_CANCELLED`` flag is set).  The heap is rebuilt
+  lazily (the event's ``EV_CANCELLED`` flag is set).  The heaps are rebuilt
   when dead entries outnumber live ones.
+
+The timers are not one heap but one small heap per 1/256 s of due time (a
+*bucket*), with a heap of bucket keys above them; ``timer_head`` is the
+earliest bucket.  One heap of 100k events made each pop walk 17 levels of
+lists scattered over the whole process (a list comparison reads the list,
+its item array and a float: cache misses all the way down), 6-7 us per pop
+on the reference machine; a bucket holds the timers of a few milliseconds,
+whose heap stays in the cache while they fire: 1.3 us per pop
+(``bench/timers.py``).  Bucket keys only ever grow with the due time, so the
+order is the same as one heap's.
+
+A new timer is not filed at once: it joins ``pending``, and the next look at
+the head (the dispatch pass, the timeout of the poll) files the batch,
+sorted first by due time.  A handler that sets 100k timers then pays for an
+``append`` each, and the sorting (C, float keys) happens once, between
+handlers; the sort is stable and IDs grow, so equal due times keep their
+order.
 
 The kernel's dispatch pass merges the two heads by ``(priority, id)``, which is
 exactly POE's order (equal priorities keep insertion order).  We do not copy
@@ -29,20 +46,45 @@ import heapq
 import itertools
 from collections import deque
 from collections.abc import Iterator
+from operator import itemgetter
 
 from ._event import EV_CANCELLED, EV_ID, EV_PRIORITY, Event
 
 __all__ = ["EventQueue"]
 
+#: Buckets per second of due time (see the module's discussion).
+BUCKETS_PER_SECOND = 256
+
 
 class EventQueue:
     """Posts in a FIFO deque, timers in a heap; one ID sequence for both."""
 
-    __slots__ = ("_dead_fifo", "_dead_timers", "_ids", "fifo", "timer_entries", "timers")
+    __slots__ = (
+        "_bucket_keys",
+        "_buckets",
+        "_dead_fifo",
+        "_dead_timers",
+        "_ids",
+        "_no_timers",
+        "fifo",
+        "pending",
+        "timer_entries",
+        "timer_head",
+    )
 
     def __init__(self) -> None:
         self.fifo: deque[Event] = deque()
-        self.timers: list[Event] = []
+        #: The earliest bucket: a heap whose head is the next timer (an
+        #: empty list when no timer is queued), once :meth:`file_pending`
+        #: ran.  The dispatch pass pops it with ``heappop`` and calls
+        #: :meth:`next_bucket` when it empties.
+        self.timer_head: list[Event] = []
+        self._no_timers = self.timer_head
+        #: Timers set since the last look at the head, not yet filed (the
+        #: list is only ever cleared in place: the dispatch pass holds it).
+        self.pending: list[Event] = []
+        self._buckets: dict[int, list[Event]] = {}
+        self._bucket_keys: list[int] = []
         self.timer_entries: dict[int, Event] = {}
         self._dead_fifo = 0
         self._dead_timers = 0
@@ -55,25 +97,52 @@ class EventQueue:
         return next(self._ids)
 
     def push_timer(self, event: Event) -> None:
-        """Queue a timer at its due time: O(log n)."""
+        """Queue a timer at its due time (filed at the next look at the head)."""
         self.timer_entries[event[EV_ID]] = event
-        heapq.heappush(self.timers, event)
+        self.pending.append(event)
 
-    def pop_timer(self) -> Event | None:
-        """Pop the heap's head; None if it was a cancelled entry."""
-        event = heapq.heappop(self.timers)
-        if event[EV_CANCELLED]:
-            self._dead_timers -= 1
-            return None
-        del self.timer_entries[event[EV_ID]]
-        return event
+    def file_pending(self) -> None:
+        """File the timers set since the last call into their buckets."""
+        pending = self.pending
+        if len(pending) > 1:
+            pending.sort(key=_due)
+        buckets = self._buckets
+        keys = self._bucket_keys
+        heappush = heapq.heappush
+        for event in pending:
+            if event[EV_CANCELLED]:
+                self._dead_timers -= 1
+                continue
+            # int() truncates toward zero, so two buckets around 0 merge into
+            # one: harmless, the key only has to grow with the due time.
+            key = int(event[EV_PRIORITY] * BUCKETS_PER_SECOND)
+            bucket = buckets.get(key)
+            if bucket is None:
+                buckets[key] = [event]
+                heappush(keys, key)
+            else:
+                heappush(bucket, event)
+        pending.clear()
+        self.timer_head = buckets[keys[0]] if keys else self._no_timers
+
+    def next_bucket(self) -> None:
+        """The head bucket is empty: the next one becomes the head."""
+        keys = self._bucket_keys
+        del self._buckets[heapq.heappop(keys)]
+        self.timer_head = self._buckets[keys[0]] if keys else self._no_timers
 
     def drop_dead_timer_heads(self) -> None:
-        """Discard cancelled entries at the head so ``timers[0]`` is live."""
-        timers = self.timers
-        while timers and timers[0][EV_CANCELLED]:
-            heapq.heappop(timers)
+        """File pending timers, then discard cancelled entries at the head,
+        so ``timer_head[0]`` is the next live timer."""
+        if self.pending:
+            self.file_pending()
+        head = self.timer_head
+        while head and head[0][EV_CANCELLED]:
+            heapq.heappop(head)
             self._dead_timers -= 1
+            if not head:
+                self.next_bucket()
+                head = self.timer_head
 
     def cancel_timer(self, event: Event) -> None:
         """Remove a queued timer lazily (O(1)); compact when mostly dead."""
@@ -101,10 +170,13 @@ class EventQueue:
             self._dead_fifo += 1
 
     def _compact_timers(self) -> None:
-        # In place: the dispatch pass holds a reference to this list.
-        self.timers[:] = [e for e in self.timers if not e[EV_CANCELLED]]
-        heapq.heapify(self.timers)
+        live = [e for bucket in self._buckets.values() for e in bucket if not e[EV_CANCELLED]]
+        live += [e for e in self.pending if not e[EV_CANCELLED]]
+        self._buckets.clear()
+        self._bucket_keys.clear()
+        self.pending[:] = live
         self._dead_timers = 0
+        self.file_pending()
 
     def __len__(self) -> int:
         return len(self.fifo) - self._dead_fifo + len(self.timer_entries)
@@ -117,8 +189,8 @@ class EventQueue:
             fifo.popleft()
             self._dead_fifo -= 1
         best: float | None = fifo[0][EV_PRIORITY] if fifo else None
-        if self.timers:
-            due: float = self.timers[0][EV_PRIORITY]
+        if self.timer_head:
+            due: float = self.timer_head[0][EV_PRIORITY]
             if best is None or due < best:
                 best = due
         return best
@@ -132,7 +204,13 @@ class EventQueue:
     def clear(self) -> None:
         """Forget everything (the kernel has stopped)."""
         self.fifo.clear()
-        self.timers.clear()
+        self.pending.clear()
+        self._buckets.clear()
+        self._bucket_keys.clear()
+        self.timer_head = self._no_timers
         self.timer_entries.clear()
         self._dead_fifo = 0
         self._dead_timers = 0
+
+
+_due = itemgetter(EV_PRIORITY)

@@ -213,3 +213,58 @@ def test_timer_order_on_a_manual_clock() -> None:
         assert not poe_kernel._sessions
     finally:
         poe_kernel._clock = saved
+
+
+def test_many_timers_fire_in_due_then_id_order_across_buckets() -> None:
+    """5,000 timers over ~20 buckets of due time, in random order, with equal
+    due times, timers set from inside handlers, and a third removed (enough
+    to compact the queue): the live ones fire in (due time, ID) order."""
+    import random
+
+    clock = ManualClock()
+    saved = poe_kernel._clock
+    poe_kernel._clock = clock
+    rng = random.Random(7)
+    # Dues on a 1/512 s grid: plenty of ties and of bucket boundaries.
+    delays = [rng.randrange(0, 40) / 512 for _ in range(5000)]
+    expected: list[tuple[float, int]] = []  # (due, ID), ARG0 of each timer
+    fired: list[tuple[float, int]] = []
+
+    def set_timer(k: Any, delay: float) -> int:
+        # ARG0 is filled in after the call: the ID is only known then.
+        label: list[Any] = []
+        timer_id = k.delay_set("t", delay, label)
+        label.extend((clock.now + delay, timer_id))
+        return int(timer_id)
+
+    try:
+
+        def start(_: Any) -> None:
+            k = _[KERNEL]
+            for i, delay in enumerate(delays):
+                timer_id = set_timer(k, delay)
+                if i % 3 == 0:
+                    assert k.alarm_remove(timer_id) is not None
+                else:
+                    expected.append((clock.now + delay, timer_id))
+            k.delay_set("again", 10 / 512)
+
+        def again(_: Any) -> None:
+            # Set while the queue is being dispatched; one is already due.
+            k = _[KERNEL]
+            for delay in (0.0, 15 / 512, 10 / 512, 0.0):
+                expected.append((clock.now + delay, set_timer(k, delay)))
+
+        def t(_: Any) -> None:
+            fired.append(tuple(_[ARG0]))  # type: ignore[arg-type]
+
+        Session.create(inline_states={"_start": start, "again": again, "t": t})
+        for _step in range(200):
+            if not poe_kernel.run_one_timeslice():
+                break
+            clock.now += 1 / 1024
+        assert len(fired) == len(expected) > 3000
+        assert fired == sorted(expected)
+        assert not poe_kernel._sessions
+    finally:
+        poe_kernel._clock = saved
