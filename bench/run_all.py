@@ -69,35 +69,6 @@ BOUNDS = {
         "from a bucket's small heap 1.3 us, and the dispatcher keeps up "
         "with the due times."
     ),
-    "echo": (["--seconds", "2", "--repeats", "3"], ["--seconds", "1", "--repeats", "1"]),
-    "pools": (
-        ["--seconds", "2", "--repeats", "2"],
-        ["--seconds", "1", "--repeats", "1", "--samples", "50"],
-    ),
-    "imports": (["--repeats", "7"], ["--repeats", "3"]),
-}
-
-#: What bounds a target when it is missed (the suite's own profiles are
-#: printed below these notes in docs/performance.md).
-BOUNDS = {
-    "dispatch": (
-        "Every post is one Python-level handler call (the `_` object built, "
-        "the handler run, the active session switched) and one 11-slot event "
-        "list; asyncio's `call_soon` ping-pong runs a C-implemented `Handle` "
-        "per callback. The dispatch loop already inlines `_release` and "
-        "`_invoke` (see `_core._dispatch_due`); the profile of a post "
-        "ping-pong below shows the time split between the loop, the handler "
-        "and `post()`."
-    ),
-    "timers": (
-        "Firing is bound by `heapq.heappop` on a heap of 100k event lists: "
-        "each pop does about 2 log2(n) list comparisons, each a walk to a "
-        "list, its item array and a float in memory that is no longer in the "
-        "cache -- in the profile below `heappop` is the largest single cost. "
-        "On a VM where TLB misses are expensive this dominates; a timer "
-        "wheel (buckets of due times) would make both set and fire O(1) with "
-        "cache-local buckets, at the price of reworking `EventQueue`."
-    ),
     "echo": (
         "The echo path is SocketFactory + ReadWrite + Line filter with one "
         "handler per line, against asyncio's Protocol whose `data_received` "
@@ -124,7 +95,20 @@ BOUNDS = {
         "8 children with cold caches (half the rate of a single child). "
         "The listener's exclusive watch now stands in its own epoll set "
         "(`KernelSelector`), so the first idle child -- the warm one -- takes "
-        "the next connection: 1 client went from 0.33x to about 0.55x."
+        "the next connection: 1 client went from 0.33x to about 0.55x. "
+        "With more clients the same child costs more per connection: "
+        "summed over the pool, 250 us when one or two children serve 4 "
+        "clients, 540-660 us when 8 children share them (both measured "
+        "with `bench/forkprofile.py`'s pool_cpu). The system calls are the "
+        "same (strace: 13 per connection against the bare child's 7 -- an "
+        "epoll_wait per read, epoll_ctl ADD and DEL, getsockname in "
+        "Python's socket constructor, FIONBIO), so the difference is the "
+        "working set: each switch between clients and children on 2 cores "
+        "refills a Python process's caches, and ours touches far more "
+        "memory per connection than the bare loop. Under strace, 1,251 of "
+        "3,597 accept calls in the pool returned EAGAIN (two children "
+        "readied for one connection); keeping busy children's listener "
+        "out of epoll instead (`_no_standing_exclusive`) measured no better."
     ),
     "prefork_r1": (
         "Bound by the fork, not the replacement: a dead child is replaced "
