@@ -346,3 +346,40 @@ def test_separate_input_and_output_handles_and_filters() -> None:
 def test_bad_parameters_fail_at_construction(kwargs: dict[str, Any], name: str) -> None:
     with pytest.raises(ParameterError, match=name):
         ReadWrite(**kwargs)
+
+
+def test_the_common_parameters_skip_pydantic_with_the_same_values(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """The shape of nearly every wheel (a socket, a filter, event names) is
+    checked without pydantic; the values are those pydantic would give, and
+    everything else still goes through it (and its errors)."""
+    from kernelish.wheels._readwrite import ReadWriteParams, _common_params
+
+    mine, _peer = pair
+    line = Line()
+    common = [
+        {"Handle": mine, "Filter": line, "InputEvent": "in", "ErrorEvent": "err"},
+        {"handle": mine, "flushed_event": "fl", "input_event": None},
+        {"Handle": mine},
+    ]
+    fields = list(ReadWriteParams.model_fields)
+    for params in common:
+        fast = _common_params(params)
+        assert fast is not None, params
+        slow = ReadWriteParams.model_validate(params)
+        assert {f: getattr(fast, f) for f in fields} == {f: getattr(slow, f) for f in fields}
+    others = [
+        {"Handle": mine.fileno()},  # an fd: pydantic's
+        {"Handle": mine, "InputEvent": 5},
+        {"Handle": mine, "Filter": "Line"},
+        {"Handle": mine, "InputEvent": "a", "input_event": "b"},
+        {"Handle": mine, "HighMark": 10, "LowMark": 1},
+        {"InputEvent": "in"},
+    ]
+    for params in others:
+        assert _common_params(params) is None, params
+    with pytest.raises(ParameterError, match="InputEvent"):
+        ReadWrite(Handle=mine, InputEvent=5)
+    with pytest.raises(ParameterError, match="given twice"):
+        ReadWrite(Handle=mine, InputEvent="a", input_event="b")

@@ -117,6 +117,68 @@ class ReadWriteParams(Params):
         return self
 
 
+class _CommonParams:
+    """ReadWrite's parameters in their common shape, checked without pydantic
+    (see :func:`_common_params`); the attributes are ReadWriteParams'."""
+
+    __slots__ = ("error_event", "filter", "flushed_event", "handle", "input_event")
+
+    handle: Any
+    filter: Filter[Any] | None
+    input_event: str | None
+    error_event: str | None
+    flushed_event: str | None
+    input_handle = output_handle = driver = input_filter = output_filter = None
+    high_mark = low_mark = high_event = low_event = None
+    auto_flush = False
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.handle = values["handle"]
+        self.filter = values.get("filter")
+        self.input_event = values.get("input_event")
+        self.error_event = values.get("error_event")
+        self.flushed_event = values.get("flushed_event")
+
+
+# Every spelling of the parameters of the common shape -> the field.
+_COMMON_NAMES = {
+    spelling: field
+    for field in _CommonParams.__slots__
+    for spelling in (field, "".join(part.title() for part in field.split("_")))
+}
+_EVENT_FIELDS = frozenset({"input_event", "error_event", "flushed_event"})
+
+
+def _common_params(params: dict[str, Any]) -> _CommonParams | None:
+    """The parameters of nearly every ReadWrite -- a socket as Handle, a
+    Filter or none, event names -- when they are exactly that, else None.
+
+    A wheel is built per connection: pydantic's validation costs it about
+    6 us, and in a freshly forked child some 50 copy-on-write page faults
+    (the validators' objects are the parent's).  What this accepts,
+    ReadWriteParams accepts too, with the same values; anything else (other
+    parameters, other types, a parameter given in both spellings) goes to
+    pydantic, which gives the errors.
+    """
+    values: dict[str, Any] = {}
+    for key, value in params.items():
+        field = _COMMON_NAMES.get(key)
+        if field is None or field in values:
+            return None
+        if field in _EVENT_FIELDS:
+            if value is not None and value.__class__ is not str:
+                return None
+        elif field == "handle":
+            if not isinstance(value, socket.socket):
+                return None
+        elif value is not None and not isinstance(value, Filter):
+            return None
+        values[field] = value
+    if "handle" not in values:
+        return None
+    return _CommonParams(values)
+
+
 class ReadWrite(Wheel):
     """Buffered non-blocking I/O with a filter and a driver (port of
     POE::Wheel::ReadWrite).
@@ -153,7 +215,9 @@ class ReadWrite(Wheel):
     )
 
     def __init__(self, **params: Any) -> None:
-        p = parse_params(ReadWriteParams, "ReadWrite", params)
+        p: ReadWriteParams | _CommonParams | None = _common_params(params)
+        if p is None:
+            p = parse_params(ReadWriteParams, "ReadWrite", params)
         super().__init__()
         if p.handle is not None:
             in_handle = out_handle = p.handle
