@@ -50,7 +50,7 @@ LABELS = {
     "wheel": "ReadWrite + Line wheel built",
     "input": "to the first input (PING)",
     "done": "to the last reply (OK)",
-    "exit": "session stop and interpreter exit to the last atexit",
+    "exit": "session stop to os._exit (the examples' way out)",
 }
 
 

@@ -125,7 +125,8 @@ class ForkSafety(ChildrenAPI, SelectAPI):
         finally:
             # Whatever failed above, the child must not stay deaf to signals.
             self._restore_signal_mask()
-        log.debug("%d: kernel re-initialised after fork as %s", self._pid, self._id)
+        # No log line here: in a quiet child even a disabled log.debug costs
+        # some 20 page faults (the logger hierarchy is the parent's).
 
 
 def register_fork_hooks(kernel: ForkSafety) -> None:

@@ -67,6 +67,14 @@ def _write_child() -> None:
     _append([list(m) for m in _marks])
 
 
+def child_exit() -> None:
+    """A child about to leave with ``os._exit`` (no atexit runs): write its
+    record now, the ``exit`` step ending here."""
+    if _path is not None and _marks:
+        atexit.unregister(_write_child)
+        _write_child()
+
+
 def _write_parent() -> None:
     if _fork_s:
         _append({"fork_s": _fork_s})

@@ -21,7 +21,7 @@ import os
 import sys
 from typing import Any
 
-from _marks import mark, watch_forks  # first: its at-fork hook runs before the kernel's
+from _marks import child_exit, mark, watch_forks  # first: its at-fork hook runs before the kernel's
 
 from kernelish import ARG0, HEAP, KERNEL, Session, poe_kernel
 from kernelish.components.daemon import Daemon, DaemonComponent
@@ -186,6 +186,9 @@ def main() -> None:
         params = {"max_children": opts.max_children or 8}
     DaemonComponent.spawn(alias="Daemon", detach=False, **params)
     poe_kernel.run()
+    if Daemon.is_child():
+        child_exit()
+        os._exit(0)  # a child leaves at once, as the examples' children do
 
 
 if __name__ == "__main__":
