@@ -17,15 +17,24 @@ We keep the same order with two structures:
   lazily (the event's ``EV_CANCELLED`` flag is set).  The heaps are rebuilt
   when dead entries outnumber live ones.
 
-The timers are not one heap but one small heap per 1/256 s of due time (a
-*bucket*), with a heap of bucket keys above them; ``timer_head`` is the
-earliest bucket.  One heap of 100k events made each pop walk 17 levels of
-lists scattered over the whole process (a list comparison reads the list,
-its item array and a float: cache misses all the way down), 6-7 us per pop
-on the reference machine; a bucket holds the timers of a few milliseconds,
-whose heap stays in the cache while they fire: 1.3 us per pop
-(``bench/timers.py``).  Bucket keys only ever grow with the due time, so the
-order is the same as one heap's.
+The timers due soon are not in one heap but in one small heap per 1/256 s
+of due time (a *bucket*), with a heap of bucket keys above them;
+``timer_head`` is the earliest bucket.  One heap of 100k events made each
+pop walk 17 levels of lists scattered over the whole process (a list
+comparison reads the list, its item array and a float: cache misses all the
+way down), 6-7 us per pop on the reference machine; a bucket holds the
+timers of a few milliseconds, whose heap stays in the cache while they
+fire: 1.3 us per pop (``bench/timers.py``).  Bucket keys only ever grow with
+the due time, so the order is the same as one heap's.
+
+Buckets pay off where timers are dense; a timer due in an hour would sit
+alone in its bucket (a list and a dict entry more, about 150 bytes).  So
+only timers due before a *horizon* -- 2 s after the earliest timer when it
+was set -- go to buckets; later ones wait in one plain heap of events
+(``_far``), and move to buckets when the buckets have run dry and the
+horizon moves on.  Every timer in ``_far`` is due at or after the horizon,
+every bucketed one before it, so the head bucket always holds the next
+timer.
 
 A new timer is not filed at once: it joins ``pending``, and the next look at
 the head (the dispatch pass, the timeout of the poll) files the batch,
@@ -54,6 +63,8 @@ __all__ = ["EventQueue"]
 
 #: Buckets per second of due time (see the module's discussion).
 BUCKETS_PER_SECOND = 256
+#: How far past the earliest timer the buckets reach, in bucket keys (2 s).
+NEAR_KEYS = 2 * BUCKETS_PER_SECOND
 
 
 class EventQueue:
@@ -64,6 +75,8 @@ class EventQueue:
         "_buckets",
         "_dead_fifo",
         "_dead_timers",
+        "_far",
+        "_horizon",
         "_ids",
         "_no_timers",
         "fifo",
@@ -85,6 +98,9 @@ class EventQueue:
         self.pending: list[Event] = []
         self._buckets: dict[int, list[Event]] = {}
         self._bucket_keys: list[int] = []
+        #: Timers due at or after the horizon (a bucket key), in one heap.
+        self._far: list[Event] = []
+        self._horizon = 0
         self.timer_entries: dict[int, Event] = {}
         self._dead_fifo = 0
         self._dead_timers = 0
@@ -102,13 +118,22 @@ class EventQueue:
         self.pending.append(event)
 
     def file_pending(self) -> None:
-        """File the timers set since the last call into their buckets."""
+        """File the timers set since the last call: into their buckets when
+        due before the horizon, else into the far heap."""
         pending = self.pending
         if len(pending) > 1:
             pending.sort(key=_due)
+        if not self._bucket_keys and not self._far:
+            # Nothing queued: the earliest new timer places the horizon.
+            for event in pending:
+                if not event[EV_CANCELLED]:
+                    self._horizon = int(event[EV_PRIORITY] * BUCKETS_PER_SECOND) + NEAR_KEYS
+                    break
         buckets = self._buckets
         keys = self._bucket_keys
+        horizon = self._horizon
         heappush = heapq.heappush
+        later: list[Event] = []
         for event in pending:
             if event[EV_CANCELLED]:
                 self._dead_timers -= 1
@@ -116,6 +141,9 @@ class EventQueue:
             # int() truncates toward zero, so two buckets around 0 merge into
             # one: harmless, the key only has to grow with the due time.
             key = int(event[EV_PRIORITY] * BUCKETS_PER_SECOND)
+            if key >= horizon:
+                later.append(event)
+                continue
             bucket = buckets.get(key)
             if bucket is None:
                 buckets[key] = [event]
@@ -123,12 +151,42 @@ class EventQueue:
             else:
                 heappush(bucket, event)
         pending.clear()
-        self.timer_head = buckets[keys[0]] if keys else self._no_timers
+        if later:
+            far = self._far
+            if len(later) * 4 > len(far):
+                # A large batch: one O(n) heapify in C beats a push each.
+                far += later
+                heapq.heapify(far)
+            else:
+                for event in later:
+                    heappush(far, event)
+        self._head()
 
     def next_bucket(self) -> None:
         """The head bucket is empty: the next one becomes the head."""
+        del self._buckets[heapq.heappop(self._bucket_keys)]
+        self._head()
+
+    def _head(self) -> None:
+        """Point ``timer_head`` at the earliest bucket, moving the horizon on
+        (and the far heap's next timers into buckets) when none is left."""
         keys = self._bucket_keys
-        del self._buckets[heapq.heappop(keys)]
+        far = self._far
+        while not keys and far:
+            buckets = self._buckets
+            horizon = self._horizon = int(far[0][EV_PRIORITY] * BUCKETS_PER_SECOND) + NEAR_KEYS
+            while far and int(far[0][EV_PRIORITY] * BUCKETS_PER_SECOND) < horizon:
+                event = heapq.heappop(far)
+                if event[EV_CANCELLED]:
+                    self._dead_timers -= 1
+                    continue
+                key = int(event[EV_PRIORITY] * BUCKETS_PER_SECOND)
+                bucket = buckets.get(key)
+                if bucket is None:
+                    buckets[key] = [event]
+                    heapq.heappush(keys, key)
+                else:
+                    heapq.heappush(bucket, event)
         self.timer_head = self._buckets[keys[0]] if keys else self._no_timers
 
     def drop_dead_timer_heads(self) -> None:
@@ -170,13 +228,22 @@ class EventQueue:
             self._dead_fifo += 1
 
     def _compact_timers(self) -> None:
-        live = [e for bucket in self._buckets.values() for e in bucket if not e[EV_CANCELLED]]
-        live += [e for e in self.pending if not e[EV_CANCELLED]]
-        self._buckets.clear()
-        self._bucket_keys.clear()
-        self.pending[:] = live
+        # Each heap filtered where it is: the structure stays as it was.
+        buckets = self._buckets
+        for key, bucket in list(buckets.items()):
+            live = [e for e in bucket if not e[EV_CANCELLED]]
+            if live:
+                heapq.heapify(live)
+                buckets[key] = live
+            else:
+                del buckets[key]
+        self._bucket_keys[:] = buckets
+        heapq.heapify(self._bucket_keys)
+        self._far[:] = [e for e in self._far if not e[EV_CANCELLED]]
+        heapq.heapify(self._far)
+        self.pending[:] = [e for e in self.pending if not e[EV_CANCELLED]]
         self._dead_timers = 0
-        self.file_pending()
+        self._head()
 
     def __len__(self) -> int:
         return len(self.fifo) - self._dead_fifo + len(self.timer_entries)
@@ -207,6 +274,7 @@ class EventQueue:
         self.pending.clear()
         self._buckets.clear()
         self._bucket_keys.clear()
+        self._far.clear()
         self.timer_head = self._no_timers
         self.timer_entries.clear()
         self._dead_fifo = 0

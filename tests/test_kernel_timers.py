@@ -216,9 +216,10 @@ def test_timer_order_on_a_manual_clock() -> None:
 
 
 def test_many_timers_fire_in_due_then_id_order_across_buckets() -> None:
-    """5,000 timers over ~20 buckets of due time, in random order, with equal
-    due times, timers set from inside handlers, and a third removed (enough
-    to compact the queue): the live ones fire in (due time, ID) order."""
+    """5,000 timers in random order -- 3,000 over ~20 buckets of due time,
+    2,000 over 12 s, past the buckets' 2 s horizon --, with equal due times,
+    timers set from inside handlers, and a third removed (enough to compact
+    the queue): the live ones fire in (due time, ID) order."""
     import random
 
     clock = ManualClock()
@@ -226,7 +227,9 @@ def test_many_timers_fire_in_due_then_id_order_across_buckets() -> None:
     poe_kernel._clock = clock
     rng = random.Random(7)
     # Dues on a 1/512 s grid: plenty of ties and of bucket boundaries.
-    delays = [rng.randrange(0, 40) / 512 for _ in range(5000)]
+    delays = [rng.randrange(0, 40) / 512 for _ in range(3000)]
+    delays += [rng.randrange(0, 6000) / 512 for _ in range(2000)]
+    rng.shuffle(delays)
     expected: list[tuple[float, int]] = []  # (due, ID), ARG0 of each timer
     fired: list[tuple[float, int]] = []
 
@@ -248,22 +251,35 @@ def test_many_timers_fire_in_due_then_id_order_across_buckets() -> None:
                 else:
                     expected.append((clock.now + delay, timer_id))
             k.delay_set("again", 10 / 512)
+            k.delay_set("tick", 0.25, 48)
 
         def again(_: Any) -> None:
             # Set while the queue is being dispatched; one is already due.
             k = _[KERNEL]
-            for delay in (0.0, 15 / 512, 10 / 512, 0.0):
+            for delay in (0.0, 15 / 512, 10 / 512, 0.0, 3000 / 512, 5.0):
                 expected.append((clock.now + delay, set_timer(k, delay)))
+
+        def tick(_: Any) -> None:
+            # Timers set all along, near and past the moving horizon.
+            k, left = _[KERNEL], _[ARG0]
+            for _i in range(20):
+                delay = rng.randrange(0, 3000) / 512
+                expected.append((clock.now + delay, set_timer(k, delay)))
+            if left:
+                k.delay_set("tick", 0.25, left - 1)
 
         def t(_: Any) -> None:
             fired.append(tuple(_[ARG0]))  # type: ignore[arg-type]
 
-        Session.create(inline_states={"_start": start, "again": again, "t": t})
-        for _step in range(200):
+        Session.create(inline_states={"_start": start, "again": again, "tick": tick, "t": t})
+        for _step in range(20000):
+            # The clock jumps to the next due time: no timeslice waits.
+            head = poe_kernel._queue.head_priority()
+            if head is not None and head > clock.now:
+                clock.now = head
             if not poe_kernel.run_one_timeslice():
                 break
-            clock.now += 1 / 1024
-        assert len(fired) == len(expected) > 3000
+        assert len(fired) == len(expected) > 4000
         assert fired == sorted(expected)
         assert not poe_kernel._sessions
     finally:
