@@ -63,11 +63,12 @@ BOUNDS = {
         "100k new lists send through full collections of every object in "
         "the process -- about a quarter (the figure with the collector off). "
         "`delay_add` itself is one list, two dict entries and an append to "
-        "the pending batch; the batch is sorted and filed into per-1/256 s "
-        "buckets between handlers. Firing no longer bounds it: the pop from "
-        "one heap of 100k lists cost 6-7 us (cache misses on every level), "
-        "from a bucket's small heap 1.3 us, and the dispatcher keeps up "
-        "with the due times."
+        "the pending batch; between handlers the batch is sorted and filed, "
+        "into per-1/256 s buckets for the timers due within 2 s of the "
+        "earliest, into one heap for later ones. Firing no longer bounds "
+        "it: the pop from one heap of 100k lists cost 6-7 us (cache misses "
+        "on every level), from a bucket's small heap 1.3 us, and the "
+        "dispatcher keeps up with the due times."
     ),
     "echo": (
         "The echo path is SocketFactory + ReadWrite + Line filter with one "
