@@ -418,7 +418,8 @@ class Kernel(AsyncioAPI, ForkSafety, ChildrenAPI, SelectAPI, TimersAPI):
         next poll is due."""
         queue = self._queue
         fifo = queue.fifo
-        if not len(queue) and self._is_idle() and not self._poll_wakeup():
+        # A watched fd already means "not idle": spare a server the rest.
+        if not self._fd_watch and not len(queue) and self._is_idle() and not self._poll_wakeup():
             self._enqueue(self, self, "_signal", ("IDLE",), ET_SIGNAL)
         now = self._clock()
         if fifo and not fifo[0][EV_CANCELLED]:

@@ -50,6 +50,7 @@ import errno
 import os
 import socket
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
@@ -194,6 +195,7 @@ class ReadWrite(Wheel):
         "_driver",
         "_error_event",
         "_flush_queued",
+        "_flushed_callback",
         "_flushed_event",
         "_high",
         "_high_event",
@@ -262,6 +264,7 @@ class ReadWrite(Wheel):
         # The write watch exists from the start, paused while nothing is queued.
         self._watch(out_handle, MODE_WRITE, ReadWrite._on_write, paused=True)
         self._flush_queued = False
+        self._flushed_callback: Callable[[], None] | None = None
 
     # -- input ------------------------------------------------------------------
 
@@ -451,19 +454,24 @@ class ReadWrite(Wheel):
         if session is None:
             return
         self._flush_queued = True
-        ref = weakref.ref(self)
+        callback = self._flushed_callback
+        if callback is None:
+            # Made once per wheel, not per put().
+            ref = weakref.ref(self)
 
-        def flushed() -> None:
-            wheel = ref()
-            if wheel is None:
-                return
-            wheel._flush_queued = False
-            # Data queued since (a partial write) gets its FlushedEvent from
-            # the write handler instead.
-            if not wheel._out_octets and not wheel._output_done:
-                wheel._emit(wheel._flushed_event, wheel._id)
+            def flushed() -> None:
+                wheel = ref()
+                if wheel is None:
+                    return
+                wheel._flush_queued = False
+                # Data queued since (a partial write) gets its FlushedEvent
+                # from the write handler instead.
+                if not wheel._out_octets and not wheel._output_done:
+                    wheel._emit(wheel._flushed_event, wheel._id)
 
-        self._kernel._queue_callback(session, flushed, f"{self!r} -> flushed")
+            flushed.__name__ = f"{self!r} -> flushed"
+            callback = self._flushed_callback = flushed
+        self._kernel._queue_callback(session, callback, callback.__name__)
 
     def _on_write(self) -> None:
         """The write handler: flush, watermarks, FlushedEvent."""

@@ -32,6 +32,7 @@ Differences from POE, all deliberate:
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
 import socket
@@ -402,9 +403,15 @@ class SocketFactory(Wheel):
         self._socket = None
 
 
+# The C-level getters: plain ints (socket.socket's properties turn each into
+# an enum member, some 3 us per accepted connection).
+_raw_family: Any = _socket.socket.family.__get__
+_raw_type: Any = _socket.socket.type.__get__
+
+
 def _accept(sock: socket.socket) -> tuple[socket.socket, Any]:
     """accept4() with close-on-exec, the new socket non-blocking."""
     fd, peer = sock._accept()  # type: ignore[attr-defined]
-    conn = socket.socket(sock.family, sock.type, sock.proto, fileno=fd)
+    conn = socket.socket(_raw_family(sock), _raw_type(sock), sock.proto, fileno=fd)
     conn.setblocking(False)
     return conn, peer
