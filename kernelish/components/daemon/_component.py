@@ -79,6 +79,8 @@ _STATES = (
 
 #: Slot states that count as a spare child (waiting, or on its way to it).
 _SPARE = frozenset("wfF")
+#: Seconds to the next scoreboard check after one that had to fork spares.
+SHORT_CHECK = 0.2
 
 
 class _Hybrid:
@@ -346,11 +348,13 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
 
     def check_scoreboard(self, _: HandlerArgs) -> None:
         """Keep ``min_spare``..``max_spare`` children waiting (pre-forking),
-        or pause/resume accepting (post-forking); again in 1 s."""
+        or pause/resume accepting (post-forking); again in 1 s, or in
+        ``SHORT_CHECK`` (0.2 s) after a check that had to fork spares."""
         if self.is_child or self.children is None or self.die:
             return
         assert self.scoreboard is not None
         cfg = self.config
+        again = 1.0
         if self.is_prefork():
             slots = self.scoreboard.read_all()
             spare = [pid for pid, slot in self.children.items() if slots[slot] in _SPARE]
@@ -366,6 +370,9 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
             if short > 0 and room > 0:
                 self._verbose("Spawning %d spares", min(short, room))
                 self.fork_off(min(short, room))
+                # Short of spares: look again soon, not in a second -- under
+                # load the new children are taken as fast as they come up.
+                again = SHORT_CHECK
             extra = len(spare) - cfg.max_spare
             for pid in waiting[: max(extra, 0)]:
                 self._verbose("Killing spare %d", pid)
@@ -373,7 +380,7 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
         elif self.is_fork():
             self._backpressure()
         self.services.status_changed()  # STATUS= if it changed
-        _[KERNEL].delay("check_scoreboard", 1)
+        _[KERNEL].delay("check_scoreboard", again)
 
     # -- status -------------------------------------------------------------------
 
