@@ -68,7 +68,8 @@ NEAR_KEYS = 2 * BUCKETS_PER_SECOND
 
 
 class EventQueue:
-    """Posts in a FIFO deque, timers in a heap; one ID sequence for both."""
+    """Posts in a FIFO deque, timers in buckets and a far heap; one ID
+    sequence for both."""
 
     __slots__ = (
         "_bucket_keys",
