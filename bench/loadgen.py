@@ -70,14 +70,17 @@ def _expect(sock: socket.socket, buf: bytearray, want: bytes) -> None:
         raise ValueError(f"expected {want!r}, got {line!r}")
 
 
-def one_request(port: int) -> None:
-    """One connection-per-request exchange (raises on any error)."""
+def one_request(port: int) -> float:
+    """One connection-per-request exchange (raises on any error); returns
+    the seconds from connect to the first reply (``PONG``)."""
+    t0 = time.perf_counter()
     sock = socket.create_connection((HOST, port), timeout=TIMEOUT)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         buf = bytearray()
         sock.sendall(b"PING\r\n")
         _expect(sock, buf, b"PONG")
+        first_reply = time.perf_counter() - t0
         sock.sendall(b"DONE\r\n")
         _expect(sock, buf, b"OK")
         # The server closes after OK: wait for its end-of-file.
@@ -85,6 +88,7 @@ def one_request(port: int) -> None:
             pass
     finally:
         sock.close()
+    return first_reply
 
 
 def _client(port: int, mode: str, start_at: float, count_from: float, stop_at: float) -> bytes:
@@ -224,20 +228,7 @@ def first_reply_latency(port: int, samples: int, pause: float = 0.01) -> list[fl
     child is back waiting)."""
     out = []
     for _ in range(samples):
-        t0 = time.perf_counter()
-        sock = socket.create_connection((HOST, port), timeout=TIMEOUT)
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            buf = bytearray()
-            sock.sendall(b"PING\r\n")
-            _expect(sock, buf, b"PONG")
-            out.append(time.perf_counter() - t0)
-            sock.sendall(b"DONE\r\n")
-            _expect(sock, buf, b"OK")
-            while sock.recv(4096):
-                pass
-        finally:
-            sock.close()
+        out.append(one_request(port))
         time.sleep(pause)
     return out
 

@@ -211,49 +211,54 @@ def record(name: str, clients: int, result: dict[str, Any], group: str, **extra:
     )
 
 
+def versus(
+    group: str,
+    clients: int,
+    seconds: float,
+    repeats: int,
+    bare: tuple[str, tuple[str, ...], int, str],
+    ours: tuple[str, tuple[str, ...], int],
+    target: float,
+) -> dict[str, Any]:
+    """One client count of a pool benchmark: the bare baseline (record name,
+    argv, children to wait for, label), then ours (label, argv, children to
+    wait for), and the ratio check; returns our load result."""
+    bare_name, bare_argv, bare_warm, bare_label = bare
+    ours_label, ours_argv, ours_warm = ours
+    base = best_load(bare_argv, clients, seconds, repeats, warm=bare_warm)
+    record(bare_name, clients, base, group, baseline=True)
+    result = best_load(ours_argv, clients, seconds, repeats, warm=ours_warm)
+    record(group, clients, result, group, perl=PERL[group][clients])
+    check(
+        f"{ours_label}, {clients} clients / {bare_label}",
+        result["rate"] / base["rate"],
+        ">=",
+        target,
+        group=group,
+    )
+    return result
+
+
+BARE_PREFORK = ("bare_prefork", (BARE, "prefork", str(POOL)), POOL, "bare prefork")
+BARE_FORK = ("bare_fork", (BARE, "fork"), 0, "bare fork-per-connection")
+
+
 def bench_prefork_r1000(seconds: float, repeats: int) -> None:
+    ours = ("prefork requests=1000", kernelish_prefork(1000), POOL)
     for clients in CLIENTS:
-        bare = best_load((BARE, "prefork", str(POOL)), clients, seconds, repeats, warm=POOL)
-        record("bare_prefork", clients, bare, "prefork_r1000", baseline=True)
-        ours = best_load(kernelish_prefork(1000), clients, seconds, repeats, warm=POOL)
-        record("prefork_r1000", clients, ours, "prefork_r1000", perl=PERL["prefork_r1000"][clients])
-        check(
-            f"prefork requests=1000, {clients} clients / bare prefork",
-            ours["rate"] / bare["rate"],
-            ">=",
-            0.7,
-            group="prefork_r1000",
-        )
+        versus("prefork_r1000", clients, seconds, repeats, BARE_PREFORK, ours, 0.7)
 
 
 def bench_prefork_r1(seconds: float, repeats: int) -> None:
+    ours = ("prefork requests=1", kernelish_prefork(1), POOL)
     for clients in CLIENTS:
-        bare = best_load((BARE, "fork"), clients, seconds, repeats)
-        record("bare_fork", clients, bare, "prefork_r1", baseline=True)
-        ours = best_load(kernelish_prefork(1), clients, seconds, repeats, warm=POOL)
-        record("prefork_r1", clients, ours, "prefork_r1", perl=PERL["prefork_r1"][clients])
-        check(
-            f"prefork requests=1, {clients} clients / bare fork-per-connection",
-            ours["rate"] / bare["rate"],
-            ">=",
-            0.5,
-            group="prefork_r1",
-        )
+        versus("prefork_r1", clients, seconds, repeats, BARE_FORK, ours, 0.5)
 
 
 def bench_postfork(seconds: float, repeats: int) -> None:
+    ours_spec = ("postfork max_children=8", (KERNELISH, "fork", "--max-children", "8"), 0)
     for clients in CLIENTS:
-        bare = best_load((BARE, "fork"), clients, seconds, repeats)
-        record("bare_fork", clients, bare, "postfork", baseline=True)
-        ours = best_load((KERNELISH, "fork", "--max-children", "8"), clients, seconds, repeats)
-        record("postfork", clients, ours, "postfork", perl=PERL["postfork"][clients])
-        check(
-            f"postfork max_children=8, {clients} clients / bare fork-per-connection",
-            ours["rate"] / bare["rate"],
-            ">=",
-            0.7,
-            group="postfork",
-        )
+        ours = versus("postfork", clients, seconds, repeats, BARE_FORK, ours_spec, 0.7)
         if clients == 8:
             check(
                 "postfork, 8 clients: most live children seen",

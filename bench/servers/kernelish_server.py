@@ -99,6 +99,17 @@ def new_wheel(handle: Any) -> ReadWrite:
     )
 
 
+#: The states both modes share: the line protocol and the Daemon's signals.
+SHARED_STATES: dict[str, Any] = {
+    "daemon_accept": resume,
+    "daemon_shutdown": shutdown,
+    "error": error,
+    "input": answer,
+    "flushed": flushed,
+    "error_rw": finish,
+}
+
+
 def prefork_session() -> None:
     def _start(_: Any) -> None:
         listen(_, paused=True)
@@ -113,15 +124,10 @@ def prefork_session() -> None:
 
     Session.create(
         inline_states={
+            **SHARED_STATES,
             "_start": _start,
             "daemon_child": lambda _: Daemon.update_status("wait"),
-            "daemon_accept": resume,
-            "daemon_shutdown": shutdown,
             "accept": accept,
-            "error": error,
-            "input": answer,
-            "flushed": flushed,
-            "error_rw": finish,
         }
     )
 
@@ -144,16 +150,11 @@ def fork_session() -> None:
 
     Session.create(
         inline_states={
+            **SHARED_STATES,
             "_start": _start,
             "daemon_child": daemon_child,
             "daemon_pause": lambda _: _[HEAP]["listener"].pause_accept(),
-            "daemon_accept": resume,
-            "daemon_shutdown": shutdown,
             "accept": accept,
-            "error": error,
-            "input": answer,
-            "flushed": flushed,
-            "error_rw": finish,
         }
     )
 
