@@ -412,16 +412,16 @@ class KernelCore(_Node):
             return
         if etype & ET_GC or dest is self:
             return
-        if etype & ET_SELECT:
-            self._invoke_callable(dest, args[0])
-            return
         name = event[EV_NAME]
-        if etype & ET_ALARM:
+        if etype & (ET_ALARM | ET_SELECT):
             named = dest._timers_by_name.get(name)
             if named is not None:
                 named.pop(event[EV_ID], None)
                 if not named:
                     del dest._timers_by_name[name]
+        if etype & ET_SELECT:
+            self._invoke_callable(dest, args[0])
+            return
         self._invoke(
             dest,
             name,

@@ -28,11 +28,22 @@ from typing import Any
 from ._asyncio import AsyncioAPI
 from ._children import REAP_POLL_INTERVAL, ChildrenAPI
 from ._core import EEXIST, EPERM, ESRCH, find_handler
-from ._event import ET_CALL, ET_CHILD, ET_PARENT, ET_POST, ET_SIGNAL, EV_CANCELLED
+from ._event import (
+    ET_CALL,
+    ET_CHILD,
+    ET_PARENT,
+    ET_POST,
+    ET_SELECT,
+    ET_SIGNAL,
+    EV_CANCELLED,
+    EV_ID,
+    EV_TYPE,
+)
 from ._fork import ForkSafety, register_fork_hooks
 from ._handler_args import make_handler_args
 from ._handlers import as_handler
-from ._select import SelectAPI, new_selector
+from ._runtime import set_current_kernel
+from ._select import MODE_READ, SelectAPI, fileno_of, new_selector
 from ._session import Lifecycle, Session, _Node
 from ._signals import SignalBus, WakeupPipe
 from ._timers import TimersAPI
@@ -68,6 +79,7 @@ class Kernel(AsyncioAPI, ForkSafety, ChildrenAPI, SelectAPI, TimersAPI):
         self._wakeup = WakeupPipe()
         self._selector.register(self._wakeup.r, selectors.EVENT_READ, None)
         self._last_poll = 0.0
+        self._io = IOPort(self)
         register_fork_hooks(self)
 
     def __repr__(self) -> str:
@@ -181,28 +193,7 @@ class Kernel(AsyncioAPI, ForkSafety, ChildrenAPI, SelectAPI, TimersAPI):
         file, line = frame.f_code.co_filename, frame.f_lineno
         active = self._active_session
         if target is active:
-            found = find_handler(target, event, args)
-            if found is None:
-                return None
-            func, obj, state, args = found
-            heap = target.heap if isinstance(target, Session) else None
-            return func(
-                make_handler_args(
-                    (
-                        obj,
-                        target,
-                        self,
-                        heap,
-                        state,
-                        target,
-                        None,
-                        file,
-                        line,
-                        self._active_event,
-                        *args,
-                    )
-                )
-            )
+            return self._self_call(target, event, args, file, line)
         before = self._pending_error
         ret = self._invoke(target, event, args, active, file, line, self._active_event, ET_CALL)
         if active is self and self._bridge is not None:
@@ -210,6 +201,106 @@ class Kernel(AsyncioAPI, ForkSafety, ChildrenAPI, SelectAPI, TimersAPI):
         if self._pending_error is not None and self._pending_error is not before:
             self._raise_pending()
         return ret
+
+    def _self_call(
+        self, session: _Node, event: str, args: tuple[Any, ...], file: str | None, line: int | None
+    ) -> Any:
+        """A call to the active session: POE runs the handler directly, the
+        active event unchanged, exceptions going to the caller (1.2)."""
+        found = find_handler(session, event, args)
+        if found is None:
+            return None
+        func, obj, state, args = found
+        heap = session.heap if isinstance(session, Session) else None
+        return func(
+            make_handler_args(
+                (
+                    obj,
+                    session,
+                    self,
+                    heap,
+                    state,
+                    session,
+                    None,
+                    file,
+                    line,
+                    self._active_event,
+                    *args,
+                ),
+            )
+        )
+
+    # -- the extension interface: wheels and components ----------------------
+
+    @property
+    def io(self) -> IOPort:
+        """The I/O watchers, for wheels (``watch``/``unwatch`` a handle with
+        a callable; see :class:`IOPort`)."""
+        return self._io
+
+    def deliver(self, session: _Node, event: str, args: tuple[Any, ...]) -> Any:
+        """Run ``session``'s handler for ``event`` now, as POE's
+        ``$kernel->call($session, $event, @args)`` made by the session
+        itself (how a wheel delivers its events): SENDER is the session; when
+        it is the active session the handler runs directly, as any self-call.
+        None if the session is gone."""
+        state = session._lifecycle
+        if state is not _ALIVE and state is not _STOPPING:
+            return None
+        if self._active_session is session:
+            entry = session._states.get(event)
+            if entry is None:
+                return self._self_call(session, event, args, None, None)
+            func, obj = entry
+            prev = self._active_event
+            self._active_event = event
+            try:
+                return func(
+                    make_handler_args(
+                        (
+                            obj,
+                            session,
+                            self,
+                            session.heap,  # type: ignore[attr-defined]
+                            event,
+                            session,
+                            None,
+                            None,
+                            None,
+                            prev,
+                            *args,
+                        ),
+                    )
+                )
+            finally:
+                self._active_event = prev
+        return self._invoke(session, event, args, session, None, None, self._active_event, ET_CALL)
+
+    def run_as(self, session: _Node, func: Callable[..., Any], *args: Any) -> Any:
+        """Run ``func(*args)`` as ``session`` (the active session while it
+        runs), an exception in it taking POE's DIE path as a handler's would."""
+        return self._invoke_callable(session, func, *args)
+
+    def defer(self, session: _Node, func: Callable[[], Any], seconds: float | None = None) -> int:
+        """Run ``func()`` as ``session`` in the next dispatch pass, or
+        ``seconds`` from now; the queued call keeps the session alive like
+        any event.  Returns its ID (for :meth:`cancel_deferred`)."""
+        label = getattr(func, "__name__", "<deferred>")
+        if seconds is None:
+            return self._enqueue(session, session, label, (func,), ET_SELECT)[EV_ID]  # type: ignore[no-any-return]
+        prev = self._active_session
+        self._active_session = session
+        try:
+            event = self._add_timer(label, self._clock() + seconds, (func,), ET_SELECT)
+        finally:
+            self._active_session = prev
+        return event[EV_ID]  # type: ignore[no-any-return]
+
+    def cancel_deferred(self, deferred_id: int) -> None:
+        """Cancel a call :meth:`defer` queued with a delay (a no-op once it ran)."""
+        event = self._queue.timer_entries.get(deferred_id)
+        if event is not None and event[EV_TYPE] & ET_SELECT:
+            self._remove_timer(event)
 
     # -- aliases and IDs ----------------------------------------------------
 
@@ -493,6 +584,46 @@ class Kernel(AsyncioAPI, ForkSafety, ChildrenAPI, SelectAPI, TimersAPI):
             self.has_forked()
 
 
+class IOPort:
+    """The kernel's I/O watchers as wheels use them: a handle watched with a
+    callable run as a session, held weakly (the kernel must not keep a
+    dropped wheel's socket open)."""
+
+    __slots__ = ("_kernel",)
+
+    def __init__(self, kernel: Kernel) -> None:
+        self._kernel = kernel
+
+    def watch(
+        self,
+        session: _Node,
+        handle: Any,
+        mode: int,
+        callback: Callable[[Any, int], Any],
+        *,
+        paused: bool = False,
+        exclusive: bool = False,
+    ) -> None:
+        """Watch ``handle`` in ``mode`` for ``session``: readiness runs
+        ``callback(handle, mode)`` as the session.  ``paused``: registered
+        but not armed; ``exclusive``: one process of those sharing a
+        readable handle wakes (``EPOLLEXCLUSIVE``, for listeners)."""
+        kernel = self._kernel
+        kernel._watch_as(session, handle, mode, callback, weak=True, paused=paused)
+        if exclusive and mode == MODE_READ:
+            kernel._set_exclusive(handle)
+
+    def unwatch(self, fd: int, mode: int, callback: Callable[..., Any]) -> None:
+        """Stop watching ``fd`` in ``mode`` if ``callback`` is still its
+        watcher (never someone else's watch of a reused fd)."""
+        self._kernel._unwatch_if(fd, mode, callback)
+
+    def is_watched(self, handle: Any, mode: int) -> bool:
+        """Whether ``handle`` is watched in ``mode``."""
+        watch = self._kernel._fd_watch.get(fileno_of(handle))
+        return watch is not None and watch.modes[mode] is not None
+
+
 def _postback_gone(kernel_ref: weakref.ref[Kernel], session_id: int) -> None:
     kernel = kernel_ref()
     if kernel is not None:
@@ -501,3 +632,4 @@ def _postback_gone(kernel_ref: weakref.ref[Kernel], session_id: int) -> None:
 
 #: The process's one kernel (Perl's ``$poe_kernel``).
 poe_kernel = Kernel()
+set_current_kernel(poe_kernel)

@@ -134,6 +134,11 @@ class Session(_Node):
             cls, states, {} if heap is None else heap, start_args, dict(options or {})
         )
 
+    @property
+    def alive(self) -> bool:
+        """Whether the session is alive: started and not stopping or stopped."""
+        return self._lifecycle is Lifecycle.ALIVE
+
     def get_heap(self) -> Any:
         """The session's heap (``$session->get_heap``)."""
         return self.heap

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from ._core import EINVAL, EPERM, ESRCH, KernelCore
-from ._event import ET_ALARM, EV_ARGS, EV_DEST, EV_ID, EV_NAME, EV_PRIORITY, Event
+from ._event import ET_ALARM, EV_ARGS, EV_DEST, EV_ID, EV_NAME, EV_PRIORITY, EV_TYPE, Event
 
 __all__ = ["TimersAPI"]
 
@@ -28,13 +28,15 @@ class TimersAPI(KernelCore):
     def _epoch_offset(self) -> float:
         return time.time() - self._clock()
 
-    def _add_timer(self, name: str, due: float, args: tuple[Any, ...]) -> Event:
+    def _add_timer(
+        self, name: str, due: float, args: tuple[Any, ...], etype: int = ET_ALARM
+    ) -> Event:
         # The queue's push_timer and the event list written out inline:
         # 100k delay_add calls are one of the issue's benchmarks.
         session = self._active_session
         queue = self._queue
         event_id = next(queue._ids)
-        event = [due, event_id, session, session, name, args, ET_ALARM, None, None,
+        event = [due, event_id, session, session, name, args, etype, None, None,
                  self._active_event, False]  # fmt: skip
         queue.timer_entries[event_id] = event
         queue.pending.append(event)
@@ -169,15 +171,16 @@ class TimersAPI(KernelCore):
         of ``delay()`` timers, we report the real one)."""
         session = self._active_session
         offset = self._epoch_offset()
-        removed = [
-            (e[EV_NAME], e[EV_PRIORITY] + offset, *e[EV_ARGS])
+        # A wheel's deferred calls (kernel.defer) are not the user's timers.
+        timers = [
+            e
             for named in session._timers_by_name.values()
             for e in named.values()
+            if e[EV_TYPE] == ET_ALARM
         ]
-        for named in list(session._timers_by_name.values()):
-            for event in list(named.values()):
-                self._remove_timer(event)
-        return removed
+        for event in timers:
+            self._remove_timer(event)
+        return [(e[EV_NAME], e[EV_PRIORITY] + offset, *e[EV_ARGS]) for e in timers]
 
     def get_next_event_time(self) -> float | None:
         """Due epoch of the next queued event, or None (undocumented POE)."""

@@ -7,8 +7,8 @@ reference (``del heap['wheel']``) releases its watchers at once, as POE's
 DESTROY does.
 """
 
-from kernelish.wheels._base import Wheel
+from kernelish.wheels._base import MODE_READ, MODE_WRITE, Wheel
 from kernelish.wheels._readwrite import ReadWrite
 from kernelish.wheels._socketfactory import SocketFactory, reuse_enabled
 
-__all__ = ["ReadWrite", "SocketFactory", "Wheel", "reuse_enabled"]
+__all__ = ["MODE_READ", "MODE_WRITE", "ReadWrite", "SocketFactory", "Wheel", "reuse_enabled"]

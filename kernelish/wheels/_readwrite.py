@@ -55,17 +55,13 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from .._handler_args import HandlerArgs as _HandlerArgs
 from .._params import ParameterError, Params, parse_params
-from .._select import MODE_READ, MODE_WRITE, fileno_of
-from .._session import Lifecycle
+from .._select import fileno_of
 from ..drivers import Driver, SysRW
 from ..filters import Filter, FilterError, Line, RecordTooLong
-from ._base import Wheel
+from ._base import MODE_READ, MODE_WRITE, Wheel
 
 __all__ = ["ReadWrite", "ReadWriteParams"]
-
-_ALIVE = Lifecycle.ALIVE
 
 
 def _check_handle(value: Any) -> Any:
@@ -236,8 +232,8 @@ class ReadWrite(Wheel):
             out_filter = p.output_filter if p.output_filter is not None else default
         self._in_handle: Any = in_handle
         self._out_handle: Any = out_handle
-        self._hold(in_handle)
-        self._hold(out_handle)
+        self.hold(in_handle)
+        self.hold(out_handle)
         self._in_fd = fileno_of(in_handle)
         self._out_fd = fileno_of(out_handle)
         self._in_filter: Filter[Any] = in_filter
@@ -262,7 +258,7 @@ class ReadWrite(Wheel):
         if self._input_event is not None:
             self._start_reading()
         # The write watch exists from the start, paused while nothing is queued.
-        self._watch(out_handle, MODE_WRITE, ReadWrite._on_write, paused=True)
+        self.watch(out_handle, MODE_WRITE, ReadWrite._on_write, paused=True)
         self._flush_queued = False
         self._flushed_callback: Callable[[], None] | None = None
 
@@ -270,12 +266,12 @@ class ReadWrite(Wheel):
 
     def _start_reading(self) -> None:
         self._reading = True
-        self._watch(self._in_handle, MODE_READ, ReadWrite._on_read)
+        self.watch(self._in_handle, MODE_READ, ReadWrite._on_read)
 
     def _stop_reading(self) -> None:
         self._reading = False
         if self._in_handle is not None:
-            self._unwatch(self._in_handle, MODE_READ)
+            self.unwatch(self._in_handle, MODE_READ)
 
     def _on_read(self) -> None:
         """The read handler: one driver read, every record to InputEvent."""
@@ -343,10 +339,10 @@ class ReadWrite(Wheel):
         replays the chunk to find the octets behind the current record, so
         the new filter gets exactly what POE's ``get_one`` loop would give it.
         """
-        session = self._session_ref()
-        if session is None or session._lifecycle is not _ALIVE:
+        session = self.session
+        if session is None or not session.alive:
             return
-        kernel = self._kernel
+        deliver = self._kernel.deliver
         wheel_id = self._id
         replay = _Replay(filt, before, chunks, len(records)) if len(records) > 1 else None
         self._replay = replay
@@ -357,34 +353,7 @@ class ReadWrite(Wheel):
                     return
                 if replay is not None:
                     replay.index = index
-                if kernel._active_session is not session:
-                    self._emit(event, record, wheel_id)
-                    continue
-                # Inlined self-call (Wheel._emit): the wheel's hot path.
-                entry = session._states.get(event)
-                if entry is None:
-                    self._emit(event, record, wheel_id)
-                    continue
-                func, obj = entry
-                prev = kernel._active_event
-                kernel._active_event = event
-                try:
-                    func(
-                        _HandlerArgs(
-                            obj,
-                            session,
-                            kernel,
-                            session.heap,  # type: ignore[attr-defined]
-                            event,
-                            session,
-                            None,
-                            None,
-                            prev,
-                            (record, wheel_id),
-                        )
-                    )
-                finally:
-                    kernel._active_event = prev
+                deliver(session, event, (record, wheel_id))
         finally:
             if self._replay is replay:
                 self._replay = None
@@ -403,7 +372,7 @@ class ReadWrite(Wheel):
     def _input_failed(self, errnum: int, errstr: str) -> None:
         self._input_done = True
         self._stop_reading()
-        self._emit(self._error_event, "read", errnum, errstr, self._id)
+        self.emit(self._error_event, "read", errnum, errstr, self._id)
 
     # -- output -----------------------------------------------------------------
 
@@ -445,7 +414,7 @@ class ReadWrite(Wheel):
         if high is not None and octets >= high:
             if not self._high:
                 self._high = True
-                self._emit(self._high_event, self._id)
+                self.emit(self._high_event, self._id)
             return 1
         return 0
 
@@ -467,11 +436,11 @@ class ReadWrite(Wheel):
                 # Data queued since (a partial write) gets its FlushedEvent
                 # from the write handler instead.
                 if not wheel._out_octets and not wheel._output_done:
-                    wheel._emit(wheel._flushed_event, wheel._id)
+                    wheel.emit(wheel._flushed_event, wheel._id)
 
             flushed.__name__ = f"{self!r} -> flushed"
             callback = self._flushed_callback = flushed
-        self._kernel._queue_callback(session, callback, callback.__name__)
+        self._kernel.defer(session, callback)
 
     def _on_write(self) -> None:
         """The write handler: flush, watermarks, FlushedEvent."""
@@ -481,19 +450,19 @@ class ReadWrite(Wheel):
         except OSError as exc:
             self._out_octets = driver.get_out_octets_buffered()
             self._output_done = True
-            self._unwatch(self._out_handle, MODE_WRITE)
-            self._emit(self._error_event, "write", exc.errno or 0, exc.strerror or "", self._id)
+            self.unwatch(self._out_handle, MODE_WRITE)
+            self.emit(self._error_event, "write", exc.errno or 0, exc.strerror or "", self._id)
             return
         if self._high:
             if left <= (self._low_mark or 0):
                 self._high = False
-                self._emit(self._low_event, self._id)
+                self.emit(self._low_event, self._id)
         elif self._high_mark is not None and left >= self._high_mark:
             self._high = True
-            self._emit(self._high_event, self._id)
+            self.emit(self._high_event, self._id)
         if not left:
             self._kernel.select_pause_write(self._out_handle)
-            self._emit(self._flushed_event, self._id)
+            self.emit(self._flushed_event, self._id)
 
     def flush(self) -> None:
         """Run the write handler now (``flush``): write what the handle
@@ -528,7 +497,7 @@ class ReadWrite(Wheel):
         (``shutdown_output``)."""
         self._output_done = True
         if self._out_handle is not None:
-            self._unwatch(self._out_handle, MODE_WRITE)
+            self.unwatch(self._out_handle, MODE_WRITE)
         _shutdown(self._out_handle, socket.SHUT_WR)
 
     # -- filters ------------------------------------------------------------------

@@ -36,15 +36,13 @@ import _socket
 import errno
 import os
 import socket
-import weakref
 from typing import Any
 
 from pydantic import Field
 
 from .._activation import take_inherited_socket
 from .._params import Params, parse_params
-from .._select import MODE_READ, MODE_WRITE
-from ._base import Wheel
+from ._base import MODE_READ, MODE_WRITE, Wheel
 
 __all__ = ["SocketFactory", "SocketFactoryParams"]
 
@@ -164,7 +162,7 @@ class SocketFactory(Wheel):
         except OSError as exc:
             raise _failed("socket", exc) from None
         self._socket = sock
-        self._hold(sock)
+        self.hold(sock)
         self._domain = sock.family
         self._start_listening()
 
@@ -193,7 +191,7 @@ class SocketFactory(Wheel):
         except OSError as exc:
             raise _failed("socket", exc) from None
         self._socket = sock
-        self._hold(sock)
+        self.hold(sock)
         sock.setblocking(False)
         if reuse_enabled(p.reuse):
             try:
@@ -268,32 +266,17 @@ class SocketFactory(Wheel):
         if code not in (0, errno.EINPROGRESS, errno.EAGAIN):
             raise _Failed("connect", code, os.strerror(code))
         self._connecting = True
-        self._watch(sock, MODE_WRITE, SocketFactory._on_connect)
+        self.watch(sock, MODE_WRITE, SocketFactory._on_connect)
 
     def _start_listening(self) -> None:
         sock = self._socket
         assert sock is not None
         self._listening = True
-        kernel = self._kernel
-        session = self._session_ref()
-        if session is None:
-            return
-        ref = weakref.ref(self)
-        batch = self._accept_batch
-
-        def on_ready(handle: Any, mode: int) -> None:
-            # The wheel is looked up again for every connection, so a handler
-            # dropping it ends the batch (and no event reaches a dead wheel).
-            for _ in range(batch):
-                wheel = ref()
-                if wheel is None or not wheel._accept_one():
-                    return
-                del wheel
-
-        on_ready.__name__ = on_ready.__qualname__ = f"{self!r} -> select accept"
-        kernel._watch_as(session, sock, MODE_READ, on_ready, weak=True)
-        kernel._set_exclusive(sock)  # one idle pre-forked child per connection
-        self._resources.watches[(sock.fileno(), MODE_READ)] = on_ready
+        # One idle pre-forked child per connection (exclusive); a handler
+        # that pauses or drops the wheel ends the accept batch.
+        self.watch(
+            sock, MODE_READ, SocketFactory._accept_one, exclusive=True, repeat=self._accept_batch
+        )
 
     # -- readiness ------------------------------------------------------------
 
@@ -307,14 +290,14 @@ class SocketFactory(Wheel):
         except OSError as exc:
             if exc.errno in _IGNORED_ACCEPT_ERRORS:
                 return exc.errno == errno.ECONNABORTED
-            self._emit(self._failure_event, "accept", exc.errno, exc.strerror or str(exc), self._id)
+            self.emit(self._failure_event, "accept", exc.errno, exc.strerror or str(exc), self._id)
             return False
         conn, peer = new
         if isinstance(peer, tuple):
             address, port = peer[0], peer[1]
         else:
             address, port = (peer or None), None
-        self._emit(self._success_event, conn, address, port, self._id)
+        self.emit(self._success_event, conn, address, port, self._id)
         return True
 
     def _on_connect(self) -> None:
@@ -322,26 +305,26 @@ class SocketFactory(Wheel):
         if sock is None or not self._connecting:
             return
         self._connecting = False
-        self._unwatch(sock, MODE_WRITE)
+        self.unwatch(sock, MODE_WRITE)
         code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
-            self._emit(self._failure_event, "connect", code, os.strerror(code), self._id)
+            self.emit(self._failure_event, "connect", code, os.strerror(code), self._id)
             return
         try:
             peer = sock.getpeername()
         except OSError as exc:
-            self._emit(
+            self.emit(
                 self._failure_event, "getpeername", exc.errno, exc.strerror or str(exc), self._id
             )
             return
         # The connected socket now belongs to the session, not the wheel.
         self._socket = None
-        self._resources.handles.remove(sock)
+        self.disown(sock)
         if isinstance(peer, tuple):
             address, port = peer[0], peer[1]
         else:
             address, port = (peer or None), None
-        self._emit(self._success_event, sock, address, port, self._id)
+        self.emit(self._success_event, sock, address, port, self._id)
 
     # -- public methods -------------------------------------------------------
 
@@ -392,11 +375,11 @@ class SocketFactory(Wheel):
         self._socket = None
         self._listening = self._connecting = False
         if sock is not None:
-            if (sock.fileno(), MODE_READ) in self._resources.watches:
-                self._unwatch(sock, MODE_READ)
-            if (sock.fileno(), MODE_WRITE) in self._resources.watches:
-                self._unwatch(sock, MODE_WRITE)
-            self._resources.handles.remove(sock)
+            if self.watching(sock, MODE_READ):
+                self.unwatch(sock, MODE_READ)
+            if self.watching(sock, MODE_WRITE):
+                self.unwatch(sock, MODE_WRITE)
+            self.disown(sock)
             sock.close()
 
     def _forget_handles(self) -> None:
