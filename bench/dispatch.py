@@ -122,7 +122,7 @@ def call_rate(n: int) -> float:
 
 def longest_poll_gap(seconds: float) -> float:
     """Longest gap (s) between selector polls during a flood of posts."""
-    selector = poe_kernel._selector
+    selector = poe_kernel.io.selector
     real_select = selector.select
     stamps: list[float] = []
 

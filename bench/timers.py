@@ -72,7 +72,7 @@ def set_and_fire(n: int, gc_off: bool = False) -> tuple[float, float, float]:
 
     # The kernel's cost of firing is the run time not spent waiting in the
     # selector for the next due time.
-    selector = poe_kernel._selector
+    selector = poe_kernel.io.selector
     real_select = selector.select
     waited = [0.0]
 

@@ -28,6 +28,8 @@ from ._constants import STATE as STATE
 from ._handler_args import HandlerArgs as HandlerArgs
 from ._kernel import Kernel as Kernel
 from ._kernel import poe_kernel as poe_kernel
+from ._runtime import current_kernel as current_kernel
+from ._runtime import using_kernel as using_kernel
 from ._session import Session as Session
 from ._signals import SignalClass as SignalClass
 from ._signals import signal_type as signal_type
@@ -58,8 +60,10 @@ __all__ = [
     "Kernel",
     "Session",
     "SignalClass",
+    "current_kernel",
     "exit_code",
     "exit_signal",
     "poe_kernel",
     "signal_type",
+    "using_kernel",
 ]

@@ -30,6 +30,7 @@ that every pre-forking or post-forking daemon would fork without using it.
 
 from __future__ import annotations
 
+import logging
 import os
 import selectors
 import socket
@@ -39,16 +40,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import asyncio
 
-from ._core import KernelCore, log
-from ._session import Lifecycle, Session, _Node
+    from ._kernel import Kernel
 
-__all__ = ["AsyncioAPI", "AsyncioBridge"]
+from ._session import Lifecycle, Node, Session
+
+__all__ = ["AsyncioBridge", "adopt_coroutine", "call_async", "run_async"]
+
+log = logging.getLogger("kernelish")
 
 
 class AsyncioBridge:
     """Drives one kernel from one running asyncio loop."""
 
-    def __init__(self, kernel: AsyncioAPI, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, kernel: Kernel, loop: asyncio.AbstractEventLoop) -> None:
         self.kernel = kernel
         self.loop = loop
         self.finished: asyncio.Future[None] = loop.create_future()
@@ -58,7 +62,7 @@ class AsyncioBridge:
 
     def watch_selector(self) -> None:
         """(Re)watch the kernel's selector fd on the loop."""
-        fd = self.kernel._selector.fileno()  # type: ignore[attr-defined]
+        fd = self.kernel._io.selector.fileno()  # type: ignore[attr-defined]
         if self._reader_fd is not None and self._reader_fd != fd:
             try:
                 self.loop.remove_reader(self._reader_fd)
@@ -68,6 +72,7 @@ class AsyncioBridge:
         self.loop.add_reader(fd, self.kick)
 
     def unwatch_selector(self) -> None:
+        """Stop watching the kernel's selector fd."""
         if self._reader_fd is not None:
             try:
                 self.loop.remove_reader(self._reader_fd)
@@ -87,21 +92,20 @@ class AsyncioBridge:
     def _schedule(self) -> None:
         kernel = self.kernel
         queue = kernel._queue
-        if queue.fifo and not queue.fifo[0][10]:  # EV_CANCELLED (events are lists)
+        if queue.has_live_post():
             self._due = None
             self._handle = self.loop.call_soon(self._slice)
             return
         head = queue.head_priority()
-        if kernel._chld_handler_installed:  # type: ignore[attr-defined]
-            soonest = kernel._clock() + 1.0
+        if kernel._reaper.catching:
+            soonest = kernel._core.clock() + 1.0
             head = soonest if head is None else min(head, soonest)
         if head is None:
             self._due = None
             # Nothing queued: one more slice if the kernel may be idle (its
             # IDLE check ends sessions that only hold aliases), else wait for
             # the selector fd.
-            idle = kernel._is_idle()  # type: ignore[attr-defined]
-            self._handle = self.loop.call_soon(self._slice) if idle else None
+            self._handle = self.loop.call_soon(self._slice) if kernel._is_idle() else None
             return
         self._due = head
         self._handle = self.loop.call_at(head, self._slice)
@@ -110,15 +114,15 @@ class AsyncioBridge:
         self._handle = None
         self._due = None
         kernel = self.kernel
-        if not kernel._kernel_alive:
+        if not kernel._core.alive:
             self._finish()
             return
         try:
-            kernel._timeslice(max_timeout=0.0)  # type: ignore[attr-defined]
+            kernel._timeslice(max_timeout=0.0)
         except BaseException as exc:
             self._finish(exc)
             return
-        if not kernel._kernel_alive:
+        if not kernel._core.alive:
             self._finish()
             return
         self._schedule()
@@ -134,111 +138,98 @@ class AsyncioBridge:
             else:
                 self.finished.set_exception(exc)
 
-
-class AsyncioAPI(KernelCore):
-    """``run_async`` / ``call_async`` and coroutine handlers."""
-
-    _bridge: AsyncioBridge | None = None
-
-    async def run_async(self) -> None:
-        """Run the kernel inside the running asyncio loop until no session
-        is left (``run()`` for asyncio programs).  Unhandled handler
-        exceptions are re-raised here, as ``run()`` does."""
-        if self._bridge is not None:
-            raise RuntimeError("the kernel already runs under asyncio")
-        if os.getpid() != self._pid:
-            self.has_forked()  # type: ignore[attr-defined]
-        if not self._kernel_alive:
-            return
-        import asyncio  # here, not at import: see the module's discussion
-
-        bridge = AsyncioBridge(self, asyncio.get_running_loop())
-        self._no_standing_exclusive()  # type: ignore[attr-defined] # the loop watches one fd
-        self._bridge = bridge
-        bridge.watch_selector()
-        bridge.kick()
-        try:
-            await bridge.finished
-        finally:
-            bridge._finish()
-            self._bridge = None
-            if not self._kernel_alive:
-                self._restore_os_signals()
-        self._raise_pending()
-
-    async def call_async(self, dest: Any, event: str, *args: Any) -> Any:
-        """``call()`` from asyncio code; a coroutine handler's result is
-        awaited."""
-        import asyncio
-
-        result = self.call(dest, event, *args)  # type: ignore[attr-defined]
-        if isinstance(result, asyncio.Future | asyncio.Task):
-            return await result
-        return result
-
-    def _kick_async(self) -> None:
-        """Called after asyncio code (outside any handler) queued work."""
-        bridge = self._bridge
-        if bridge is not None and self._active_session is self:
-            bridge.kick()
-
-    def _adopt_coroutine(self, session: _Node, state: str, coro: Coroutine[Any, Any, Any]) -> Any:
-        """A handler returned a coroutine: run it as a task on the running
-        loop, keeping its session alive until it ends."""
-        import asyncio
-
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            coro.close()
-            raise RuntimeError(
-                f"state {state!r} is a coroutine function: run the kernel with "
-                "`await kernel.run_async()` to use coroutine handlers"
-            ) from None
-        session_id = session.ID if isinstance(session, Session) else None
-        if session_id is not None:
-            self.refcount_increment(session_id, "asyncio")  # type: ignore[attr-defined]
-
-        def wake() -> None:
-            if self._bridge is not None:
-                self._bridge.kick()
-
-        async def guarded() -> Any:
-            try:
-                return await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if isinstance(session, Session) and session._lifecycle is Lifecycle.ALIVE:
-                    prev = self._active_session
-                    self._active_session = session
-                    try:
-                        self._handler_failed(exc, session, state, session, None, None, None, 0)
-                    finally:
-                        self._active_session = prev
-                else:
-                    log.exception("%d: coroutine %s failed", os.getpid(), state)
-                return None
-            finally:
-                if session_id is not None and session._lifecycle is Lifecycle.ALIVE:
-                    self.refcount_decrement(session_id, "asyncio")  # type: ignore[attr-defined]
-                wake()
-
-        return loop.create_task(guarded())
-
-    def _asyncio_after_fork_child(self) -> None:
+    def after_fork_child(self) -> None:
         """Give a child forked under ``run_async`` its own asyncio plumbing."""
-        bridge = self._bridge
-        if bridge is None:
-            return
         import asyncio
 
-        _refresh_loop_after_fork(bridge.loop, bridge._reader_fd)
-        bridge._reader_fd = None
-        bridge.watch_selector()
+        _refresh_loop_after_fork(self.loop, self._reader_fd)
+        self._reader_fd = None
+        self.watch_selector()
         # asyncio's own at-fork hook forgets the running loop, but the child
         # is still inside it (we were called from one of its callbacks).
-        asyncio._set_running_loop(bridge.loop)
+        asyncio._set_running_loop(self.loop)
+
+
+async def run_async(kernel: Kernel) -> None:
+    """``Kernel.run_async``: run the kernel inside the running loop."""
+    if kernel._bridge is not None:
+        raise RuntimeError("the kernel already runs under asyncio")
+    kernel.has_forked()
+    if not kernel._core.alive:
+        return
+    import asyncio  # here, not at import: see the module's discussion
+
+    bridge = AsyncioBridge(kernel, asyncio.get_running_loop())
+    kernel._io.no_standing_exclusive()  # the loop watches one fd
+    kernel._bridge = bridge
+    bridge.watch_selector()
+    bridge.kick()
+    try:
+        await bridge.finished
+    finally:
+        bridge._finish()
+        kernel._bridge = None
+        if not kernel._core.alive:
+            kernel._restore_os_signals()
+    kernel._core.raise_pending()
+
+
+async def call_async(kernel: Kernel, dest: Any, event: str, *args: Any) -> Any:
+    """``Kernel.call_async``: ``call()``, a coroutine handler's result awaited."""
+    import asyncio
+
+    result = kernel.call(dest, event, *args)
+    if isinstance(result, asyncio.Future | asyncio.Task):
+        return await result
+    return result
+
+
+def adopt_coroutine(
+    kernel: Kernel, session: Node, state: str, coro: Coroutine[Any, Any, Any]
+) -> Any:
+    """A handler returned a coroutine: run it as a task on the running
+    loop, keeping its session alive until it ends."""
+    import asyncio
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        coro.close()
+        raise RuntimeError(
+            f"state {state!r} is a coroutine function: run the kernel with "
+            "`await kernel.run_async()` to use coroutine handlers"
+        ) from None
+    session_id = session.ID if isinstance(session, Session) else None
+    if session_id is not None:
+        kernel.refcount_increment(session_id, "asyncio")
+    core = kernel._core
+
+    def wake() -> None:
+        if kernel._bridge is not None:
+            kernel._bridge.kick()
+
+    async def guarded() -> Any:
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if isinstance(session, Session) and session._lifecycle is Lifecycle.ALIVE:
+                prev = core.active_session
+                core.active_session = session
+                try:
+                    core.handler_failed(exc, session, state, session, None, None, None, 0)
+                finally:
+                    core.active_session = prev
+            else:
+                log.exception("%d: coroutine %s failed", os.getpid(), state)
+            return None
+        finally:
+            if session_id is not None and session._lifecycle is Lifecycle.ALIVE:
+                kernel.refcount_decrement(session_id, "asyncio")
+            wake()
+
+    return loop.create_task(guarded())
 
 
 def _refresh_loop_after_fork(loop: asyncio.AbstractEventLoop, kernel_fd: int | None) -> None:

@@ -10,15 +10,14 @@ attributes instead (``_.kernel``, ``_.heap``, ``_.args`` ...).
 One is built for every dispatched event, so it is only a wrapper around the
 tuple of positions, ``(OBJECT, SESSION, KERNEL, HEAP, STATE, SENDER, None,
 CALLER_FILE, CALLER_LINE, CALLER_STATE, ARG0, ...)``: the kernel builds the
-tuple and :func:`make_handler_args` wraps it without running an ``__init__``;
-``_[KERNEL]`` is one tuple index.
+tuple and wraps it; ``_[KERNEL]`` is one tuple index.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["HandlerArgs", "make_handler_args"]
+__all__ = ["HandlerArgs"]
 
 _ARG0 = 10
 
@@ -30,32 +29,8 @@ class HandlerArgs:
 
     _positions: tuple[Any, ...]
 
-    def __init__(
-        self,
-        obj: Any,
-        session: Any,
-        kernel: Any,
-        heap: Any,
-        state: str,
-        sender: Any,
-        caller_file: str | None,
-        caller_line: int | None,
-        caller_state: str | None,
-        args: tuple[Any, ...],
-    ) -> None:
-        self._positions = (
-            obj,
-            session,
-            kernel,
-            heap,
-            state,
-            sender,
-            None,
-            caller_file,
-            caller_line,
-            caller_state,
-            *args,
-        )
+    def __init__(self, positions: tuple[Any, ...]) -> None:
+        self._positions = positions
 
     def __getitem__(self, key: int | slice | tuple[int, ...]) -> Any:
         if key.__class__ is int:
@@ -136,13 +111,3 @@ class HandlerArgs:
 
     def __repr__(self) -> str:
         return f"<HandlerArgs state={self.state!r} args={self.args!r}>"
-
-
-_new = object.__new__
-
-
-def make_handler_args(positions: tuple[Any, ...]) -> HandlerArgs:
-    """Wrap a tuple of positions (the dispatch hot path's constructor)."""
-    handler_args: HandlerArgs = _new(HandlerArgs)
-    handler_args._positions = positions
-    return handler_args

@@ -23,6 +23,8 @@ def as_handler(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def run_coroutine(_: Any) -> Any:
-        return _.kernel._adopt_coroutine(_.session, _.state, func(_))
+        from ._asyncio import adopt_coroutine
+
+        return adopt_coroutine(_.kernel, _.session, _.state, func(_))
 
     return run_coroutine

@@ -11,18 +11,17 @@ We keep the same order with two structures:
 
 * posts, yields and signals go to a deque -- their priorities only grow, so
   the deque *is* sorted, and append/popleft are O(1);
-* timers go to binary heaps of events (an event list starts with its
-  priority and ID, so it is its own heap entry), O(log n) to set and to fire,
-  with an id -> event map so ``alarm_remove`` and ``delay(name)`` cancel
-  lazily (the event's ``EV_CANCELLED`` flag is set).  The heaps are rebuilt
-  when dead entries outnumber live ones.
+* timers go to binary heaps of ``(due, id, event)`` entries (tuples of a
+  float and an int compare in C, never calling Python), O(log n) to set and
+  to fire, with an id -> event map so ``alarm_remove`` and ``delay(name)``
+  cancel lazily (the event's ``cancelled`` flag is set).  The heaps are
+  rebuilt when dead entries outnumber live ones.
 
 The timers due soon are not in one heap but in one small heap per 1/256 s
 of due time (a *bucket*), with a heap of bucket keys above them;
-``timer_head`` is the earliest bucket.  One heap of 100k events made each
-pop walk 17 levels of lists scattered over the whole process (a list
-comparison reads the list, its item array and a float: cache misses all the
-way down), 6-7 us per pop on the reference machine; a bucket holds the
+``timer_head`` is the earliest bucket.  One heap of 100k entries made each
+pop walk 17 levels of entries scattered over the whole process (cache misses
+all the way down), 6-7 us per pop on the reference machine; a bucket holds the
 timers of a few milliseconds, whose heap stays in the cache while they
 fire: 1.3 us per pop (``bench/timers.py``).  Bucket keys only ever grow with
 the due time, so the order is the same as one heap's.
@@ -55,11 +54,14 @@ import heapq
 import itertools
 from collections import deque
 from collections.abc import Iterator
-from operator import itemgetter
+from operator import attrgetter
 
-from ._event import EV_CANCELLED, EV_ID, EV_PRIORITY, Event
+from ._event import Event
 
-__all__ = ["EventQueue"]
+__all__ = ["EventQueue", "TimerEntry"]
+
+#: A timer in a heap: its due time and ID first, so heaps compare in C.
+TimerEntry = tuple[float, int, Event]
 
 #: Buckets per second of due time (see the module's discussion).
 BUCKETS_PER_SECOND = 256
@@ -74,12 +76,12 @@ class EventQueue:
     __slots__ = (
         "_bucket_keys",
         "_buckets",
-        "_dead_fifo",
-        "_dead_timers",
         "_far",
         "_horizon",
         "_ids",
         "_no_timers",
+        "dead_fifo",
+        "dead_timers",
         "fifo",
         "pending",
         "timer_entries",
@@ -92,30 +94,35 @@ class EventQueue:
         #: empty list when no timer is queued), once :meth:`file_pending`
         #: ran.  The dispatch pass pops it with ``heappop`` and calls
         #: :meth:`next_bucket` when it empties.
-        self.timer_head: list[Event] = []
+        self.timer_head: list[TimerEntry] = []
         self._no_timers = self.timer_head
         #: Timers set since the last look at the head, not yet filed (the
         #: list is only ever cleared in place: the dispatch pass holds it).
         self.pending: list[Event] = []
-        self._buckets: dict[int, list[Event]] = {}
+        self._buckets: dict[int, list[TimerEntry]] = {}
         self._bucket_keys: list[int] = []
         #: Timers due at or after the horizon (a bucket key), in one heap.
-        self._far: list[Event] = []
+        self._far: list[TimerEntry] = []
         self._horizon = 0
+        #: Every queued timer by ID.
         self.timer_entries: dict[int, Event] = {}
-        self._dead_fifo = 0
-        self._dead_timers = 0
-        #: ``next(queue._ids)`` is a fresh queue item ID (POE's global, never
-        #: reused sequence); the hot path calls it directly.
+        #: Cancelled events still in the FIFO / the timer heaps.
+        self.dead_fifo = 0
+        self.dead_timers = 0
         self._ids = itertools.count(1)
 
-    def next_id(self) -> int:
-        """A fresh queue item ID."""
+    def new_id(self) -> int:
+        """A fresh queue item ID (POE's global, never reused sequence)."""
         return next(self._ids)
+
+    @property
+    def id_source(self) -> Iterator[int]:
+        """The ID sequence itself: ``next(queue.id_source)`` for the hot paths."""
+        return self._ids
 
     def push_timer(self, event: Event) -> None:
         """Queue a timer at its due time (filed at the next look at the head)."""
-        self.timer_entries[event[EV_ID]] = event
+        self.timer_entries[event.id] = event
         self.pending.append(event)
 
     def file_pending(self) -> None:
@@ -127,30 +134,32 @@ class EventQueue:
         if not self._bucket_keys and not self._far:
             # Nothing queued: the earliest new timer places the horizon.
             for event in pending:
-                if not event[EV_CANCELLED]:
-                    self._horizon = int(event[EV_PRIORITY] * BUCKETS_PER_SECOND) + NEAR_KEYS
+                if not event.cancelled:
+                    self._horizon = int(event.priority * BUCKETS_PER_SECOND) + NEAR_KEYS
                     break
         buckets = self._buckets
         keys = self._bucket_keys
         horizon = self._horizon
         heappush = heapq.heappush
-        later: list[Event] = []
+        later: list[TimerEntry] = []
         for event in pending:
-            if event[EV_CANCELLED]:
-                self._dead_timers -= 1
+            if event.cancelled:
+                self.dead_timers -= 1
                 continue
+            due = event.priority
+            entry = (due, event.id, event)
             # int() truncates toward zero, so two buckets around 0 merge into
             # one: harmless, the key only has to grow with the due time.
-            key = int(event[EV_PRIORITY] * BUCKETS_PER_SECOND)
+            key = int(due * BUCKETS_PER_SECOND)
             if key >= horizon:
-                later.append(event)
+                later.append(entry)
                 continue
             bucket = buckets.get(key)
             if bucket is None:
-                buckets[key] = [event]
+                buckets[key] = [entry]
                 heappush(keys, key)
             else:
-                heappush(bucket, event)
+                heappush(bucket, entry)
         pending.clear()
         if later:
             far = self._far
@@ -159,8 +168,8 @@ class EventQueue:
                 far += later
                 heapq.heapify(far)
             else:
-                for event in later:
-                    heappush(far, event)
+                for entry in later:
+                    heappush(far, entry)
         self._head()
 
     def next_bucket(self) -> None:
@@ -175,19 +184,19 @@ class EventQueue:
         far = self._far
         while not keys and far:
             buckets = self._buckets
-            horizon = self._horizon = int(far[0][EV_PRIORITY] * BUCKETS_PER_SECOND) + NEAR_KEYS
-            while far and int(far[0][EV_PRIORITY] * BUCKETS_PER_SECOND) < horizon:
-                event = heapq.heappop(far)
-                if event[EV_CANCELLED]:
-                    self._dead_timers -= 1
+            horizon = self._horizon = int(far[0][0] * BUCKETS_PER_SECOND) + NEAR_KEYS
+            while far and int(far[0][0] * BUCKETS_PER_SECOND) < horizon:
+                entry = heapq.heappop(far)
+                if entry[2].cancelled:
+                    self.dead_timers -= 1
                     continue
-                key = int(event[EV_PRIORITY] * BUCKETS_PER_SECOND)
+                key = int(entry[0] * BUCKETS_PER_SECOND)
                 bucket = buckets.get(key)
                 if bucket is None:
-                    buckets[key] = [event]
+                    buckets[key] = [entry]
                     heapq.heappush(keys, key)
                 else:
-                    heapq.heappush(bucket, event)
+                    heapq.heappush(bucket, entry)
         self.timer_head = self._buckets[keys[0]] if keys else self._no_timers
 
     def drop_dead_timer_heads(self) -> None:
@@ -196,43 +205,42 @@ class EventQueue:
         if self.pending:
             self.file_pending()
         head = self.timer_head
-        while head and head[0][EV_CANCELLED]:
+        while head and head[0][2].cancelled:
             heapq.heappop(head)
-            self._dead_timers -= 1
+            self.dead_timers -= 1
             if not head:
                 self.next_bucket()
                 head = self.timer_head
 
     def cancel_timer(self, event: Event) -> None:
         """Remove a queued timer lazily (O(1)); compact when mostly dead."""
-        if self.timer_entries.pop(event[EV_ID], None) is None:
+        if self.timer_entries.pop(event.id, None) is None:
             return
-        event[EV_CANCELLED] = True
-        self._dead_timers += 1
-        if self._dead_timers > 64 and self._dead_timers > len(self.timer_entries):
+        event.cancelled = True
+        self.dead_timers += 1
+        if self.dead_timers > 64 and self.dead_timers > len(self.timer_entries):
             self._compact_timers()
 
     def reschedule_timer(self, event: Event, priority: float) -> Event:
         """Move a queued timer to a new due time; returns the event now
         queued (a copy: the old entry stays in the heap, cancelled)."""
-        moved = event.copy()
-        moved[EV_PRIORITY] = priority
-        event[EV_CANCELLED] = True
-        self._dead_timers += 1
+        moved = event.moved(priority)
+        event.cancelled = True
+        self.dead_timers += 1
         self.push_timer(moved)
         return moved
 
     def cancel_fifo(self, event: Event) -> None:
         """Mark a posted event dead; the dispatch pass skips it."""
-        if not event[EV_CANCELLED]:
-            event[EV_CANCELLED] = True
-            self._dead_fifo += 1
+        if not event.cancelled:
+            event.cancelled = True
+            self.dead_fifo += 1
 
     def _compact_timers(self) -> None:
         # Each heap filtered where it is: the structure stays as it was.
         buckets = self._buckets
         for key, bucket in list(buckets.items()):
-            live = [e for e in bucket if not e[EV_CANCELLED]]
+            live = [e for e in bucket if not e[2].cancelled]
             if live:
                 heapq.heapify(live)
                 buckets[key] = live
@@ -240,34 +248,39 @@ class EventQueue:
                 del buckets[key]
         self._bucket_keys[:] = buckets
         heapq.heapify(self._bucket_keys)
-        self._far[:] = [e for e in self._far if not e[EV_CANCELLED]]
+        self._far[:] = [e for e in self._far if not e[2].cancelled]
         heapq.heapify(self._far)
-        self.pending[:] = [e for e in self.pending if not e[EV_CANCELLED]]
-        self._dead_timers = 0
+        self.pending[:] = [e for e in self.pending if not e.cancelled]
+        self.dead_timers = 0
         self._head()
 
     def __len__(self) -> int:
-        return len(self.fifo) - self._dead_fifo + len(self.timer_entries)
+        return len(self.fifo) - self.dead_fifo + len(self.timer_entries)
+
+    def has_live_post(self) -> bool:
+        """Whether the FIFO's head is a live event (a post waits now)."""
+        fifo = self.fifo
+        return bool(fifo) and not fifo[0].cancelled
 
     def head_priority(self) -> float | None:
         """Due time of the next live event, or None when the queue is empty."""
         self.drop_dead_timer_heads()
         fifo = self.fifo
-        while fifo and fifo[0][EV_CANCELLED]:
+        while fifo and fifo[0].cancelled:
             fifo.popleft()
-            self._dead_fifo -= 1
-        best: float | None = fifo[0][EV_PRIORITY] if fifo else None
+            self.dead_fifo -= 1
+        best: float | None = fifo[0].priority if fifo else None
         if self.timer_head:
-            due: float = self.timer_head[0][EV_PRIORITY]
+            due: float = self.timer_head[0][0]
             if best is None or due < best:
                 best = due
         return best
 
     def __iter__(self) -> Iterator[Event]:
         """Live events in dispatch order (for introspection; not a hot path)."""
-        live_fifo = [e for e in self.fifo if not e[EV_CANCELLED]]
-        live_timers = sorted(self.timer_entries.values(), key=lambda e: (e[0], e[1]))
-        yield from heapq.merge(live_fifo, live_timers, key=lambda e: (e[0], e[1]))
+        live_fifo = [e for e in self.fifo if not e.cancelled]
+        live_timers = sorted(self.timer_entries.values(), key=_order)
+        yield from heapq.merge(live_fifo, live_timers, key=_order)
 
     def clear(self) -> None:
         """Forget everything (the kernel has stopped)."""
@@ -278,8 +291,12 @@ class EventQueue:
         self._far.clear()
         self.timer_head = self._no_timers
         self.timer_entries.clear()
-        self._dead_fifo = 0
-        self._dead_timers = 0
+        self.dead_fifo = 0
+        self.dead_timers = 0
 
 
-_due = itemgetter(EV_PRIORITY)
+_due = attrgetter("priority")
+
+
+def _order(event: Event) -> tuple[float, int]:
+    return event.priority, event.id

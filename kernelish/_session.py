@@ -21,8 +21,9 @@ from typing import Any
 
 from ._handler_args import HandlerArgs
 from ._handlers import as_handler
+from ._runtime import current_kernel
 
-__all__ = ["Handler", "Lifecycle", "Session"]
+__all__ = ["Handler", "Lifecycle", "Node", "Session"]
 
 Handler = Callable[[HandlerArgs], Any]
 
@@ -36,9 +37,15 @@ class Lifecycle(enum.Enum):
     STOPPED = "stopped"
 
 
-class _Node:
+class Node:
     """What the kernel and sessions share: a place in the session tree and
-    the reference counts POE keeps for every session."""
+    the reference counts POE keeps for every session.
+
+    Each of the kernel's collaborators keeps its per-session bookkeeping in
+    the slot named for it (``_fds``: the watchers, ``_sig_watchers``: the
+    signal hub, ``_pids``: the child reaper, ``_timers_by_name``: the timers)
+    and adds to ``_refs`` for what it holds; the kernel's stop procedure
+    asks each of them to release a stopping session, in one fixed order."""
 
     __slots__ = (
         "__weakref__",
@@ -58,7 +65,7 @@ class _Node:
     )
 
     def __init__(self) -> None:
-        self._parent: _Node | None = None
+        self._parent: Node | None = None
         self._children: dict[Session, None] = {}
         self._aliases: set[str] = set()
         self._extrefs: dict[str, int] = {}
@@ -76,7 +83,7 @@ class _Node:
         return self._refs + (self._to > 0) + (self._from > 0)
 
 
-class Session(_Node):
+class Session(Node):
     """A POE session (port of POE::Session): states, a heap, and a life.
 
     Create one with :meth:`Session.create`; the kernel runs its ``_start``
@@ -110,8 +117,6 @@ class Session(_Node):
         ARG0...  Returns the session, or ``None`` (with a warning) when there
         is no ``_start`` state, as POE does.
         """
-        from ._kernel import poe_kernel
-
         states: dict[str, tuple[Handler, Any]] = {}
         for name, func in (inline_states or {}).items():
             if not callable(func):
@@ -130,7 +135,7 @@ class Session(_Node):
             start_args = tuple(args)
         else:
             start_args = (args,)
-        return poe_kernel._create_session(
+        return current_kernel()._create_session(
             cls, states, {} if heap is None else heap, start_args, dict(options or {})
         )
 
@@ -159,15 +164,11 @@ class Session(_Node):
         Port of ``$session->postback``: it holds an extra reference (tag
         ``anon_event``) on the session until it is garbage collected.
         """
-        from ._kernel import poe_kernel
-
-        return poe_kernel._make_postback(self, event, created, synchronous=False)
+        return current_kernel()._make_postback(self, event, created, synchronous=False)
 
     def callback(self, event: str, *created: Any) -> Callable[..., Any]:
         """Like :meth:`postback` but calls the handler synchronously."""
-        from ._kernel import poe_kernel
-
-        return poe_kernel._make_postback(self, event, created, synchronous=True)
+        return current_kernel()._make_postback(self, event, created, synchronous=True)
 
     def __repr__(self) -> str:
         aliases = f" ({', '.join(sorted(self._aliases))})" if self._aliases else ""

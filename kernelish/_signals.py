@@ -1,4 +1,4 @@
-"""Signals: POE's named-signal broadcast and OS signal delivery (section 4).
+"""Signals: who watches which named signal, and OS signal delivery (section 4).
 
 Discussion
 ----------
@@ -8,7 +8,9 @@ descendants (deepest first; ``DIE`` also climbs to the ancestors); watchers run
 synchronously with ``(name, signal args..., watcher extras...)`` and
 SENDER = the kernel.  An unhandled *terminal* signal stops every session it
 touched; one ``sig_handled()`` anywhere saves them all; a *nonmaskable* one
-stops them even when handled.
+stops them even when handled.  That delivery walks the session tree, so the
+kernel's dispatcher does it (:mod:`._dispatch`); this module is the
+:class:`SignalHub`, which keeps the registry of watchers and the OS side.
 
 The watcher registry is a pyee ``EventEmitter`` (:class:`SignalBus`,
 :attr:`Kernel.events`): a session's watcher is a :class:`SessionWatcher`
@@ -34,28 +36,27 @@ arrived while a handler ran is never beaten by the IDLE that ends ``run()``.
 from __future__ import annotations
 
 import enum
+import logging
 import os
 import signal as _signal
+from collections.abc import Callable
 from typing import Any
 
 from pyee import EventEmitter
 
-from ._core import ESRCH, KernelCore, log
-from ._event import ET_SIGNAL
-from ._handlers import as_handler
-from ._session import Handler, Lifecycle, Session, _Node
+from ._session import Node
 
 __all__ = [
     "SessionWatcher",
     "SignalBus",
     "SignalClass",
-    "SignalsAPI",
+    "SignalHub",
     "WakeupPipe",
     "os_signal_number",
     "signal_type",
 ]
 
-_ALIVE = Lifecycle.ALIVE
+log = logging.getLogger("kernelish")
 
 
 class SignalClass(enum.IntEnum):
@@ -94,7 +95,7 @@ class SessionWatcher:
 
     __slots__ = ("event", "extra", "session")
 
-    def __init__(self, session: _Node, event: str, extra: tuple[Any, ...]) -> None:
+    def __init__(self, session: Node, event: str, extra: tuple[Any, ...]) -> None:
         self.session = session
         self.event = event
         self.extra = extra
@@ -126,20 +127,20 @@ class WakeupPipe:
 
     def __init__(self) -> None:
         self.r, self.w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._installed = False
-        self._previous = -1
+        self.installed = False
+        self.previous = -1
 
     def install(self) -> None:
         """Point ``signal.set_wakeup_fd`` at this pipe (main thread only)."""
-        if not self._installed:
-            self._previous = _signal.set_wakeup_fd(self.w, warn_on_full_buffer=False)
-            self._installed = True
+        if not self.installed:
+            self.previous = _signal.set_wakeup_fd(self.w, warn_on_full_buffer=False)
+            self.installed = True
 
     def uninstall(self) -> None:
         """Give the wakeup fd back to whoever had it before."""
-        if self._installed:
-            _signal.set_wakeup_fd(self._previous)
-            self._installed = False
+        if self.installed:
+            _signal.set_wakeup_fd(self.previous)
+            self.installed = False
 
     def drain(self) -> list[int]:
         """Signal numbers received since the last drain, each once, in order."""
@@ -168,93 +169,73 @@ def _ignore_signal(signum: int, frame: object) -> None:
     """The Python-level handler: the wakeup pipe already carries the news."""
 
 
-class SignalsAPI(KernelCore):
-    """The signal calls of POE::Kernel, and the dispatch of one signal."""
+class SignalHub:
+    """Signal watchers and the OS side of signals: one of the kernel's
+    collaborators.
 
-    events: SignalBus
-    _wakeup: WakeupPipe
-    #: The signal whose watchers are running now (None outside a dispatch);
-    #: ``Daemon.peek`` writes to stderr when called from a watcher.
-    _dispatching_signal: str | None = None
-    _os_handlers: dict[int, Any]
+    ``child_interest_changed()`` is called when ``CHLD`` gains or loses its
+    last session watcher (the child reaper decides about SIGCHLD).
+    """
 
-    # -- registration -------------------------------------------------------
+    def __init__(self, *, child_interest_changed: Callable[[], None]) -> None:
+        self._child_interest_changed = child_interest_changed
+        #: The pyee bus of named signals (:attr:`Kernel.events`).
+        self.events = SignalBus()
+        self.wakeup = WakeupPipe()
+        #: OS signal number -> the Python handler it had before we watched it
+        self._os_handlers: dict[int, Any] = {}
 
-    def sig(self, name: str, event: str | Handler | None = None, *extra: Any) -> None:
-        """Watch signal ``name`` with state ``event`` (``$kernel->sig``).
+    # -- watchers ---------------------------------------------------------------
 
-        ``event`` may also be a callable, which then runs as this session's
-        handler.  ``sig(name)`` stops watching.  The name has no ``SIG``
-        prefix.  Watchers do not keep a session alive (POE 1.370).
-        """
-        session = self._active_session
-        if session is self:
-            log.warning("%d: sig(%r) called outside any session; ignored", os.getpid(), name)
-            return
+    def watch(self, session: Node, name: str, event: str | None, extra: tuple[Any, ...]) -> None:
+        """Set (``event`` given) or clear ``session``'s watcher of ``name``."""
         old = session._sig_watchers.pop(name, None)
         if old is not None:
             self.events.remove_listener(name, old)
-            if old.event.startswith("<sig "):
-                session._states.pop(old.event, None)
         if event is not None:
-            if callable(event):
-                state = f"<sig {name}>"
-                session._states[state] = (as_handler(event), None)
-                event = state
             watcher = SessionWatcher(session, event, extra)
             session._sig_watchers[name] = watcher
             self.events.add_listener(name, watcher)
-        self._signal_interest_changed(name)
+        self._interest_changed(name)
 
-    def sig_handled(self) -> None:
-        """Mark the signal being dispatched as handled (``sig_handled``)."""
-        self._sig_handled_count += 1
+    def watchers(self, name: str) -> dict[Node, SessionWatcher]:
+        """``{session: watcher}`` for every session watching ``name``."""
+        return {w.session: w for w in self.events.listeners(name) if type(w) is SessionWatcher}
 
-    def signal(self, dest: Any, name: str, *args: Any) -> bool:
-        """Queue signal ``name`` for ``dest`` and its descendants; the kernel
-        as ``dest`` is a broadcast (``$kernel->signal``).  False + ESRCH when
-        ``dest`` does not resolve."""
-        target = self._resolve(dest)
-        if target is None:
-            self.last_error = ESRCH
-            return False
-        self._enqueue(target, self._active_session, "_signal", (name, *args), ET_SIGNAL)
-        self._kick_async()
-        return True
+    def has_callables(self, name: str, session_watchers: int) -> bool:
+        """Whether plain callables listen to ``name`` too."""
+        return len(self.events.listeners(name)) != session_watchers
 
-    def signal_watchers(self, name: str) -> dict[_Node, str]:
-        """Sessions watching ``name`` and their events (Peek's
-        ``signal_watchers``; the seed's ``expedite_signal`` calls them)."""
-        return {
-            w.session: w.event
-            for w in self.events.listeners(name)
-            if type(w) is SessionWatcher and w.session._lifecycle is _ALIVE
-        }
+    def emit_to_callables(self, name: str, args: tuple[Any, ...]) -> None:
+        """Run the plain callables subscribed to ``name`` (after the sessions)."""
+        self.events.emit(name, name, *args)
 
-    def _watched(self, name: str) -> bool:
+    def watched(self, name: str) -> bool:
+        """Whether any session watches ``name``."""
         return any(type(w) is SessionWatcher for w in self.events.listeners(name))
 
-    def _resolve(self, dest: Any) -> _Node | None:  # pragma: no cover - Kernel's
-        raise NotImplementedError
+    def release(self, session: Node) -> None:
+        """Drop every watcher of a stopping session."""
+        for name, watcher in list(session._sig_watchers.items()):
+            self.events.remove_listener(name, watcher)
+            self._interest_changed(name)
+        session._sig_watchers.clear()
 
-    # -- OS signals ---------------------------------------------------------
+    # -- the OS side ----------------------------------------------------------
 
-    def _kick_async(self) -> None:  # pragma: no cover - AsyncioAPI's
-        """Wake ``run_async`` after asyncio code queued work."""
-
-    def _signal_interest_changed(self, name: str) -> None:
+    def _interest_changed(self, name: str) -> None:
         if name in ("CHLD", "CLD"):
             self._child_interest_changed()
             return
         num = os_signal_number(name)
-        if num is None:
-            return
-        self._set_os_handler(num, self._watched(name))
+        if num is not None:
+            self.set_os_handler(num, self.watched(name))
 
-    def _set_os_handler(self, num: int, wanted: bool) -> None:
+    def set_os_handler(self, num: int, wanted: bool) -> None:
+        """Catch OS signal ``num`` (into the wakeup pipe), or stop catching it."""
         if wanted and num not in self._os_handlers:
             try:
-                self._wakeup.install()
+                self.wakeup.install()
                 self._os_handlers[num] = _signal.signal(num, _ignore_signal)
             except ValueError as exc:  # not the main thread
                 log.warning("%d: cannot watch signal %d: %s", os.getpid(), num, exc)
@@ -262,123 +243,53 @@ class SignalsAPI(KernelCore):
             previous = self._os_handlers.pop(num)
             _signal.signal(num, previous if previous is not None else _signal.SIG_DFL)
             if not self._os_handlers:
-                self._wakeup.uninstall()
+                self.wakeup.uninstall()
 
-    def _child_interest_changed(self) -> None:  # pragma: no cover - ChildrenAPI's
-        raise NotImplementedError
+    def caught(self) -> frozenset[int]:
+        """The OS signals caught now."""
+        return frozenset(self._os_handlers)
 
-    def _drain_wakeup(self) -> None:
-        """Turn the signals the wakeup pipe carried into queued ``_signal``s."""
+    def drain(self) -> tuple[list[str], bool]:
+        """The names of the watched signals the wakeup pipe carried since the
+        last drain, and whether SIGCHLD was among them."""
+        names: list[str] = []
+        chld = False
         watched = self._os_handlers
-        for num in self._wakeup.drain():
+        for num in self.wakeup.drain():
             if num not in watched:
                 # Another Python handler's signal (CPython writes every
                 # caught signal to the one wakeup fd): not ours to broadcast.
                 continue
             if num == _signal.SIGCHLD:
-                self._reap_needed = True
+                chld = True
                 continue
             try:
-                name = _signal.Signals(num).name[3:]
+                names.append(_signal.Signals(num).name[3:])
             except ValueError:
                 continue
-            self._enqueue(self, self, "_signal", (name,), ET_SIGNAL)
+        return names, chld
 
-    _reap_needed: bool
-
-    def _poll_wakeup(self) -> bool:
-        """Drain the wakeup pipe now, before the kernel calls itself idle.
-
-        The idle check comes before the selector poll in a timeslice; without
-        this, a signal already written to the pipe (sent by a handler, or
-        arriving while one ran) would lose the race to the IDLE signal that
-        ends the program.  True if that queued anything."""
-        queue = self._queue
-        before = len(queue)
-        self._drain_wakeup()
-        if self._reap_needed:
-            self._reap()
-        return len(queue) != before
-
-    def _reap(self) -> None:  # pragma: no cover - ChildrenAPI's
-        raise NotImplementedError
-
-    def _restore_os_signals(self) -> None:
+    def restore(self) -> None:
+        """Give every caught signal back its old handler (``run()`` ended)."""
         for num in list(self._os_handlers):
-            self._set_os_handler(num, False)
-        self._chld_handler_installed = False
+            self.set_os_handler(num, False)
 
-    _chld_handler_installed: bool
+    def close(self) -> None:
+        """Close the wakeup pipe (the kernel is thrown away)."""
+        self.wakeup.uninstall()
+        self.wakeup.close()
 
-    # -- dispatch -----------------------------------------------------------
-
-    def _dispatch_signal(self, target: _Node, name: str, args: tuple[Any, ...], etype: int) -> None:
-        """Deliver one signal to ``target``'s tree (POE-SEMANTICS 4.2)."""
-        if target is self:
-            if not self._kernel_alive:
-                return
-        elif target._lifecycle is not _ALIVE:
-            return
-        touched: list[_Node] = [target, *self._descendants(target)]
-        if name == "DIE":
-            ancestors: list[_Node] = []
-            parent = target._parent
-            while parent is not None and parent is not self:
-                ancestors.append(parent)
-                parent = parent._parent
-            touched = ancestors[::-1] + touched
-        listeners = self.events.listeners(name)
-        by_session = {w.session: w for w in listeners if type(w) is SessionWatcher}
-        saved = self._sig_handled_count
-        saved_signal = self._dispatching_signal
-        self._sig_handled_count = 0
-        self._dispatching_signal = name
-        try:
-            if by_session:
-                for node in reversed(touched):
-                    watcher = by_session.get(node)
-                    if watcher is not None and node._lifecycle is _ALIVE:
-                        self._invoke(
-                            node,
-                            watcher.event,
-                            (name, *args, *watcher.extra),
-                            self,
-                            None,
-                            None,
-                            None,
-                            etype,
-                        )
-            if len(by_session) != len(listeners):
-                # Plain callables on the bus, after the sessions.
-                self.events.emit(name, name, *args)
-            if name == "IDLE" and target is self and self._is_idle():
-                # The kernel's own IDLE watcher, which runs last (3.4).
-                self._enqueue(self, self, "_signal", ("ZOMBIE",), ET_SIGNAL)
-            handled = self._sig_handled_count
-        finally:
-            self._sig_handled_count = saved
-            self._dispatching_signal = saved_signal
-        kind = signal_type(name)
-        if kind is SignalClass.NONMASKABLE or (kind is SignalClass.TERMINAL and not handled):
-            for node in reversed(touched):
-                if node is self:
-                    self._stop_kernel()
-                else:
-                    self._stop_session(node, self)  # type: ignore[arg-type]
-            if name == "DIE" and args and isinstance(args[0], dict):
-                error = args[0].get("error")
-                if isinstance(error, BaseException):
-                    self._store_error(error)
-
-    def _is_idle(self) -> bool:  # pragma: no cover - Kernel's
-        raise NotImplementedError
-
-    def _stop_kernel(self) -> None:  # pragma: no cover - Kernel's
-        raise NotImplementedError
-
-    def _release_session_resources(self, session: Session) -> None:
-        for name, watcher in list(session._sig_watchers.items()):
-            self.events.remove_listener(name, watcher)
-            self._signal_interest_changed(name)
-        session._sig_watchers.clear()
-        super()._release_session_resources(session)
+    def renew_wakeup(self) -> int:
+        """A forked child's own wakeup pipe (a signal byte written by one
+        process must never be read by the other); returns its read fd."""
+        old = self.wakeup
+        old.close()
+        self.wakeup = WakeupPipe()
+        self.wakeup.previous = old.previous
+        if old.installed:
+            try:
+                _signal.set_wakeup_fd(self.wakeup.w, warn_on_full_buffer=False)
+                self.wakeup.installed = True
+            except ValueError:  # pragma: no cover - not the main thread
+                log.warning("%d: cannot install the wakeup fd after fork", os.getpid())
+        return self.wakeup.r

@@ -8,185 +8,210 @@ O(k log n) for its k timers of that name.
 
 Return values, as POE: the name-based calls return 0 or an errno (EINVAL) *as
 the value*; ``alarm_set``/``delay_set`` return an ID or ``None`` with
-:attr:`last_error` set; ``alarm_remove`` returns ``(name, due_epoch, args)``.
+``kernel.last_error`` set; ``alarm_remove`` returns ``(name, due_epoch, args)``.
+
+A wheel's deferred call with a delay (``kernel.defer``) is a timer of the
+wheel's session too, of type ``ET_DEFERRED``: it is purged with the session,
+but it is not one of the user's timers (``alarm_remove_all`` leaves it alone).
 """
 
 from __future__ import annotations
 
+import errno
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from ._core import EINVAL, EPERM, ESRCH, KernelCore
-from ._event import ET_ALARM, EV_ARGS, EV_DEST, EV_ID, EV_NAME, EV_PRIORITY, EV_TYPE, Event
+from ._dispatch import Dispatcher
+from ._event import ET_ALARM, ET_DEFERRED, Event
+from ._session import Node
 
-__all__ = ["TimersAPI"]
+if TYPE_CHECKING:
+    from ._kernel import Kernel
+
+__all__ = ["Timers"]
+
+EINVAL = errno.EINVAL
+EPERM = errno.EPERM
+ESRCH = errno.ESRCH
 
 
-class TimersAPI(KernelCore):
-    """The timer calls of POE::Kernel."""
+class Timers:
+    """The timer calls of POE::Kernel: one of the kernel's collaborators."""
 
-    def _epoch_offset(self) -> float:
+    def __init__(self, kernel: Kernel, core: Dispatcher) -> None:
+        self._kernel = kernel
+        self._core = core
+        self._queue = core.queue
+        self._clock = core.clock
+
+    def epoch_offset(self) -> float:
+        """Wall-clock epoch minus the kernel's clock (for ``alarm*``)."""
         return time.time() - self._clock()
 
-    def _add_timer(
-        self, name: str, due: float, args: tuple[Any, ...], etype: int = ET_ALARM
+    def add(
+        self, session: Node, name: str, due: float, args: tuple[Any, ...], etype: int = ET_ALARM
     ) -> Event:
-        # The queue's push_timer and the event list written out inline:
-        # 100k delay_add calls are one of the issue's benchmarks.
-        session = self._active_session
+        """Queue a timer of ``session`` due at ``due`` (kernel clock)."""
+        core = self._core
         queue = self._queue
-        event_id = next(queue._ids)
-        event = [due, event_id, session, session, name, args, etype, None, None,
-                 self._active_event, False]  # fmt: skip
-        queue.timer_entries[event_id] = event
+        event = Event(
+            due, next(queue.id_source), session, session, name, args, etype, None, None,
+            core.active_event,
+        )  # fmt: skip
+        queue.timer_entries[event.id] = event
         queue.pending.append(event)
+        if not session._to:
+            core.marked.pop(session, None)
         session._to += 1
         named = session._timers_by_name.get(name)
         if named is None:
-            session._timers_by_name[name] = {event_id: event}
+            session._timers_by_name[name] = {event.id: event}
         else:
-            named[event_id] = event
+            named[event.id] = event
         return event
 
-    def _remove_timer(self, event: Event) -> None:
+    def remove(self, event: Event) -> None:
+        """Take a queued timer out, releasing its session."""
         self._queue.cancel_timer(event)
-        by_name = event[EV_DEST]._timers_by_name
-        named = by_name.get(event[EV_NAME])
+        by_name = event.dest._timers_by_name
+        named = by_name.get(event.name)
         if named is not None:
-            named.pop(event[EV_ID], None)
+            named.pop(event.id, None)
             if not named:
-                del by_name[event[EV_NAME]]
-        self._release(event)
+                del by_name[event.name]
+        self._core.release(event)
 
-    def _move_timer(self, event: Event, due: float) -> Event:
+    def _move(self, event: Event, due: float) -> Event:
         """Give a queued timer a new due time (same ID)."""
-        if due == event[EV_PRIORITY]:
+        if due == event.priority:
             return event
         moved = self._queue.reschedule_timer(event, due)
-        named = event[EV_DEST]._timers_by_name.get(event[EV_NAME])
+        named = event.dest._timers_by_name.get(event.name)
         if named is not None:
-            named[event[EV_ID]] = moved
+            named[event.id] = moved
         return moved
 
     def _clear_named(self, name: str) -> None:
-        named = self._active_session._timers_by_name.pop(name, None)
+        named = self._core.active_session._timers_by_name.pop(name, None)
         if named:
             for event in named.values():
                 self._queue.cancel_timer(event)
-                self._release(event)
+                self._core.release(event)
 
     # -- name-based calls ---------------------------------------------------
 
-    def alarm(self, name: str, epoch: float | None = None, *args: Any) -> int:
-        """Clear this session's timers named ``name``, then set one at ``epoch``
-        (``$kernel->alarm``).  Returns 0, or EINVAL when ``name`` is None."""
+    def alarm(self, name: str, epoch: float | None, args: tuple[Any, ...]) -> int:
+        """``alarm``: clear the name, then set one at ``epoch``."""
         if name is None:
             return EINVAL
         self._clear_named(name)
         if epoch is not None:
-            self._add_timer(name, epoch - self._epoch_offset(), args)
+            self.add(self._core.active_session, name, epoch - self.epoch_offset(), args)
         return 0
 
-    def alarm_add(self, name: str, epoch: float, *args: Any) -> int:
-        """Add a timer at ``epoch`` without clearing others (``alarm_add``)."""
+    def alarm_add(self, name: str, epoch: float, args: tuple[Any, ...]) -> int:
+        """``alarm_add``: add a timer at ``epoch``."""
         if name is None or epoch is None:
             return EINVAL
-        self._add_timer(name, epoch - self._epoch_offset(), args)
+        self.add(self._core.active_session, name, epoch - self.epoch_offset(), args)
         return 0
 
-    def delay(self, name: str, seconds: float | None = None, *args: Any) -> int:
-        """Clear this session's timers named ``name``, then set one ``seconds``
-        from now (``$kernel->delay``); without ``seconds`` only clears."""
+    def delay(self, name: str, seconds: float | None, args: tuple[Any, ...]) -> int:
+        """``delay``: clear the name, then set one ``seconds`` from now."""
         if name is None:
             return EINVAL
         self._clear_named(name)
         if seconds is not None:
-            self._add_timer(name, self._clock() + seconds, args)
+            self.add(self._core.active_session, name, self._clock() + seconds, args)
         return 0
 
-    def delay_add(self, name: str, seconds: float, *args: Any) -> int:
-        """Add a timer ``seconds`` from now without clearing others."""
+    def delay_add(self, name: str, seconds: float, args: tuple[Any, ...]) -> int:
+        """``delay_add``: add a timer ``seconds`` from now."""
         if name is None or seconds is None:
             return EINVAL
-        self._add_timer(name, self._clock() + seconds, args)
+        self.add(self._core.active_session, name, self._clock() + seconds, args)
         return 0
 
     # -- ID-based calls -----------------------------------------------------
 
-    def alarm_set(self, name: str, epoch: float, *args: Any) -> int | None:
-        """Add a timer at ``epoch``; returns its ID (``alarm_set``)."""
+    def alarm_set(self, name: str, epoch: float, args: tuple[Any, ...]) -> int | None:
+        """``alarm_set``: add a timer at ``epoch``; its ID."""
         if name is None or epoch is None:
-            self.last_error = EINVAL
+            self._kernel.last_error = EINVAL
             return None
-        return self._add_timer(name, epoch - self._epoch_offset(), args)[EV_ID]  # type: ignore[no-any-return]
+        return self.add(self._core.active_session, name, epoch - self.epoch_offset(), args).id
 
-    def delay_set(self, name: str, seconds: float, *args: Any) -> int | None:
-        """Add a timer ``seconds`` from now; returns its ID (``delay_set``)."""
+    def delay_set(self, name: str, seconds: float, args: tuple[Any, ...]) -> int | None:
+        """``delay_set``: add a timer ``seconds`` from now; its ID."""
         if name is None or seconds is None:
-            self.last_error = EINVAL
+            self._kernel.last_error = EINVAL
             return None
-        return self._add_timer(name, self._clock() + seconds, args)[EV_ID]  # type: ignore[no-any-return]
+        return self.add(self._core.active_session, name, self._clock() + seconds, args).id
 
     def _own_timer(self, timer_id: int | None) -> Event | None:
         if timer_id is None:
-            self.last_error = EINVAL
+            self._kernel.last_error = EINVAL
             return None
         event = self._queue.timer_entries.get(timer_id)
         if event is None:
-            self.last_error = ESRCH
+            self._kernel.last_error = ESRCH
             return None
-        if event[EV_DEST] is not self._active_session:
-            self.last_error = EPERM
+        if event.dest is not self._core.active_session:
+            self._kernel.last_error = EPERM
             return None
         return event
 
     def alarm_remove(self, timer_id: int) -> tuple[str, float, list[Any]] | None:
-        """Remove a timer by ID; returns ``(name, due_epoch, args)``."""
+        """``alarm_remove``: ``(name, due_epoch, args)`` of the removed timer."""
         event = self._own_timer(timer_id)
         if event is None:
             return None
-        self._remove_timer(event)
-        return event[EV_NAME], event[EV_PRIORITY] + self._epoch_offset(), list(event[EV_ARGS])
+        self.remove(event)
+        return event.name, event.priority + self.epoch_offset(), list(event.args)
 
     def alarm_adjust(self, timer_id: int, delta: float) -> float | None:
-        """Move a timer by ``delta`` seconds; returns its new due epoch."""
+        """``alarm_adjust``: move a timer by ``delta``; its new due epoch."""
         event = self._own_timer(timer_id)
         if event is None:
             return None
         if delta:
-            event = self._move_timer(event, event[EV_PRIORITY] + delta)
-        return event[EV_PRIORITY] + self._epoch_offset()  # type: ignore[no-any-return]
+            event = self._move(event, event.priority + delta)
+        return event.priority + self.epoch_offset()
 
     def delay_adjust(self, timer_id: int, seconds: float) -> float | None:
-        """Reschedule a timer to ``seconds`` from now; returns the due epoch."""
+        """``delay_adjust``: reschedule to ``seconds`` from now; the due epoch."""
         event = self._own_timer(timer_id)
         if event is None:
             return None
-        event = self._move_timer(event, self._clock() + seconds)
-        return event[EV_PRIORITY] + self._epoch_offset()  # type: ignore[no-any-return]
+        event = self._move(event, self._clock() + seconds)
+        return event.priority + self.epoch_offset()
 
     def alarm_remove_all(self) -> list[tuple[Any, ...]]:
-        """Remove every timer of this session; returns ``(name, due_epoch,
-        *args)`` for each (``alarm_remove_all``; POE reports 0 as the due time
-        of ``delay()`` timers, we report the real one)."""
-        session = self._active_session
-        offset = self._epoch_offset()
-        # A wheel's deferred calls (kernel.defer) are not the user's timers.
+        """``alarm_remove_all``: ``(name, due_epoch, *args)`` of each timer of
+        the active session (POE reports 0 as the due time of ``delay()``
+        timers, we report the real one)."""
+        session = self._core.active_session
+        offset = self.epoch_offset()
         timers = [
             e
             for named in session._timers_by_name.values()
             for e in named.values()
-            if e[EV_TYPE] == ET_ALARM
+            if e.etype == ET_ALARM
         ]
         for event in timers:
-            self._remove_timer(event)
-        return [(e[EV_NAME], e[EV_PRIORITY] + offset, *e[EV_ARGS]) for e in timers]
+            self.remove(event)
+        return [(e.name, e.priority + offset, *e.args) for e in timers]
 
-    def get_next_event_time(self) -> float | None:
-        """Due epoch of the next queued event, or None (undocumented POE)."""
-        head = self._queue.head_priority()
-        return None if head is None else head + self._epoch_offset()
+    # -- a wheel's deferred calls ----------------------------------------------
 
-    def get_event_count(self) -> int:
-        """Number of queued events (undocumented POE ``get_event_count``)."""
-        return len(self._queue)
+    def defer(self, session: Node, func: Callable[[], Any], seconds: float) -> int:
+        """A deferred call ``seconds`` from now (see :meth:`Kernel.defer`)."""
+        label = getattr(func, "__name__", "<deferred>")
+        return self.add(session, label, self._clock() + seconds, (func,), ET_DEFERRED).id
+
+    def cancel_deferred(self, deferred_id: int) -> None:
+        """Cancel a deferred call with a delay (a no-op once it ran)."""
+        event = self._queue.timer_entries.get(deferred_id)
+        if event is not None and event.etype & ET_DEFERRED:
+            self.remove(event)

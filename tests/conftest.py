@@ -15,15 +15,7 @@ from ._support import ProcessReaper
 
 def _reset_kernel() -> None:
     """Leave the process's kernel empty, whatever a failed test left."""
-    kernel = poe_kernel
-    if kernel._sessions or kernel._kernel_alive:
-        kernel.stop()
-        kernel._stop_kernel()
-    kernel._pending_error = None
-    kernel._restore_os_signals()
-    kernel._active_session = kernel
-    kernel._active_event = None
-    kernel.last_error = 0
+    poe_kernel.reset()
 
 
 @pytest.fixture(autouse=True)

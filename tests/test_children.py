@@ -86,7 +86,7 @@ def test_200_children_all_reaped_sig_child_before_chld(procs: ProcessReaper) -> 
     # The pid watches kept the session; it went when the last was reaped.
     assert log[-1] == ("stop",)
     assert zombies_of(os.getpid()) == []
-    assert not poe_kernel._pid_watchers
+    assert not poe_kernel.introspection.watched_pids()
     print(
         f"\n{n} children: forked in {timing['forked'] - timing['start']:.3f}s, "
         f"all reaped {timing['reaped'] - timing['start']:.3f}s after the first fork"
@@ -122,7 +122,7 @@ def test_sig_child_keeps_its_session_alive_until_reaped(procs: ProcessReaper) ->
         _.kernel.yield_("check")
 
     def check(_: Any) -> None:
-        alive = watcher[0] in _.kernel._sessions.values()
+        alive = watcher[0] in _.kernel.introspection.sessions()
         log.append(("alive", alive))
         _.heap["n"] += 1
         if _.heap["n"] < 20:

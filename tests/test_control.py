@@ -36,7 +36,9 @@ def test_status_prints_scoreboard_and_children(
     pid = start_daemon(tmp_path, procs, children=3)
     kids = children_of(pid)
     pidfile = str(tmp_path / "d.pid")
-    wait_until(lambda: "3 idle" in _control.status_text(Path(pidfile)), 5, "3 waiting children")
+    wait_until(
+        lambda: "Scoreboard [www " in _control.status_text(Path(pidfile)), 5, "3 waiting children"
+    )
     code, out, err = _run(capsys, "status", pidfile)
     assert code == 0, err
     lines = out.splitlines()

@@ -127,7 +127,7 @@ def test_spawn_refuses_bad_configuration_naming_the_field(
     with pytest.raises(pydantic.ValidationError) as info:
         DaemonComponent.spawn(**params)
     assert field in str(info.value)
-    assert not poe_kernel._sessions, "a refused spawn must not create a session"
+    assert not poe_kernel.introspection.sessions(), "a refused spawn must not create a session"
 
 
 def test_default_min_max_follows_the_seed() -> None:
@@ -439,7 +439,7 @@ def test_a_permanent_fork_failure_shuts_down_cleanly(monkeypatch: pytest.MonkeyP
     DaemonComponent.spawn(start_children=2, max_children=4)
     elapsed = run_daemon_kernel()
     assert elapsed < 3
-    assert not poe_kernel._sessions
+    assert not poe_kernel.introspection.sessions()
 
 
 def test_drop_privs_to_nobody_cannot_be_regained(tmp_path: Path) -> None:

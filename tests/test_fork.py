@@ -90,8 +90,8 @@ def test_fork_in_a_handler_leaves_two_independent_kernels(procs: ProcessReaper) 
         for i in range(3):
             _.kernel.yield_("queued", i)
         h["id_before"] = _.kernel.ID
-        h["wakeup_before"] = inode(_.kernel._wakeup.r)
-        h["selector_before"] = _.kernel._selector
+        h["wakeup_before"] = inode(_.kernel.introspection.wakeup_fd())
+        h["selector_before"] = _.kernel.io.selector
         pid = os.fork()
         if pid == 0:
             child_setup(_)
@@ -151,11 +151,11 @@ def test_fork_in_a_handler_leaves_two_independent_kernels(procs: ProcessReaper) 
                 "queued": h["queued"],
                 "usr1": h["usr1"],
                 "own": h["own"],
-                "same_selector_object": k._selector is h["selector_before"],
-                "epoll": sorted(epoll_targets(k._selector.fileno())),
-                "wakeup": inode(k._wakeup.r),
+                "same_selector_object": k.io.selector is h["selector_before"],
+                "epoll": sorted(epoll_targets(k.io.selector.fileno())),
+                "wakeup": inode(k.introspection.wakeup_fd()),
                 "wakeup_before": h["wakeup_before"],
-                "pid_watchers": len(k._pid_watchers),
+                "pid_watchers": k.introspection.watched_pids(),
             }
             os.write(rw, json.dumps(out).encode() + b"\n")
         finally:
@@ -178,7 +178,7 @@ def test_fork_in_a_handler_leaves_two_independent_kernels(procs: ProcessReaper) 
                 os.write(cw, b"g")
             else:
                 report.update(msg)
-                report["parent_epoll"] = sorted(epoll_targets(k._selector.fileno()))
+                report["parent_epoll"] = sorted(epoll_targets(k.io.selector.fileno()))
 
     def x_ready(_: Any) -> None:
         _.heap["x"] += os.read(xr, 10)
@@ -209,7 +209,7 @@ def test_fork_in_a_handler_leaves_two_independent_kernels(procs: ProcessReaper) 
         "child_gone": child_gone,
         "deadline": deadline,
     }
-    selector_before = poe_kernel._selector
+    selector_before = poe_kernel.io.selector
     try:
         with run_guard():
             Session.create(inline_states=states)
@@ -231,7 +231,7 @@ def test_fork_in_a_handler_leaves_two_independent_kernels(procs: ProcessReaper) 
     assert report["id"] != report["id_before"] and f"{report['pid']:08x}" in report["id"]
     assert report["id_before"] == poe_kernel.ID
     assert not report["same_selector_object"]
-    assert poe_kernel._selector is selector_before
+    assert poe_kernel.io.selector is selector_before
     assert report["wakeup"] != report["wakeup_before"]
     # The epoll sets hold different things: the child's its own pipe and its
     # command pipe, the parent's its own pipe and the shared one.
@@ -358,7 +358,7 @@ def test_the_child_inherits_no_pid_watches(procs: ProcessReaper) -> None:
     def child_check(_: Any) -> None:
         k = _.kernel
         w = sessions["W"]
-        alive = w in k._sessions.values()
+        alive = w in k.introspection.sessions()
         _.heap["checks"] += 1
         if alive and _.heap["checks"] < 5:
             k.yield_("child_check")
@@ -367,7 +367,7 @@ def test_the_child_inherits_no_pid_watches(procs: ProcessReaper) -> None:
             out = {
                 "W_alive": alive,
                 "checks": _.heap["checks"],
-                "pid_watchers": len(k._pid_watchers),
+                "pid_watchers": k.introspection.watched_pids(),
                 "sigchld_handler": signal.getsignal(signal.SIGCHLD) not in (None, 0),
             }
             os.write(rw, json.dumps(out).encode() + b"\n")
@@ -380,7 +380,7 @@ def test_the_child_inherits_no_pid_watches(procs: ProcessReaper) -> None:
             _.kernel.select_read(rr)
             return
         log.append(("child", lines[0]))
-        log.append(("W alive in parent", sessions["W"] in _.kernel._sessions.values()))
+        log.append(("W alive in parent", sessions["W"] in _.kernel.introspection.sessions()))
         os.write(hold_w, b"h")  # now let H go
 
     def c_gone(_: Any) -> None:
@@ -415,18 +415,18 @@ def test_has_forked_is_harmless(procs: ProcessReaper) -> None:
 
     def start(_: Any) -> None:
         k = _.kernel
-        before = (k.ID, k._selector, k._wakeup)
+        before = (k.ID, k.io.selector, k.introspection.wakeup_fd())
         k.has_forked()
         k.has_forked()
-        seen["parent unchanged"] = (k.ID, k._selector, k._wakeup) == before
+        seen["parent unchanged"] = (k.ID, k.io.selector, k.introspection.wakeup_fd()) == before
         pid = os.fork()
         if pid == 0:
             try:
-                after_hook = (k.ID, k._selector, k._wakeup)
+                after_hook = (k.ID, k.io.selector, k.introspection.wakeup_fd())
                 k.has_forked()
                 k.has_forked()
                 out = {
-                    "unchanged": (k.ID, k._selector, k._wakeup) == after_hook,
+                    "unchanged": (k.ID, k.io.selector, k.introspection.wakeup_fd()) == after_hook,
                     "new_id": before[0] != k.ID,
                 }
                 os.write(rw, json.dumps(out).encode())
@@ -469,7 +469,7 @@ def test_a_child_can_start_afresh_with_stop(procs: ProcessReaper) -> None:
         if pid == 0:
             k = _.kernel
             k.stop()
-            out["sessions_after_stop"] = len(k._sessions)
+            out["sessions_after_stop"] = len(k.introspection.sessions())
             Session.create(inline_states={"_start": fresh, "done": done})
             return
         procs.add(pid)

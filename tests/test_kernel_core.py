@@ -137,7 +137,7 @@ def test_create_runs_start_inside_and_returns_session() -> None:
 
 def test_create_without_start_returns_none() -> None:
     assert Session.create(inline_states={"x": lambda _: None}) is None
-    assert not poe_kernel._sessions
+    assert not poe_kernel.introspection.sessions()
 
 
 def test_child_create_goes_to_parent_with_start_return() -> None:
@@ -483,4 +483,4 @@ def test_alias_only_session_is_stopped_by_idle() -> None:
     )
     poe_kernel.run()  # returns: IDLE stops the alias-only session
     assert trace == [("idle", "IDLE"), "_stop"]
-    assert not poe_kernel._sessions
+    assert not poe_kernel.introspection.sessions()

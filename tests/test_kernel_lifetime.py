@@ -54,7 +54,7 @@ def test_sent_events_keep_sender_alive() -> None:
             "msg": lambda _: trace.append("msg"),
         }
     )
-    receiver = max(poe_kernel._sessions)
+    receiver = max(s.ID for s in poe_kernel.introspection.sessions())
 
     def start(_: Any) -> None:
         _[KERNEL].post(receiver, "msg")
@@ -119,7 +119,7 @@ def test_children_are_reparented_to_grandparent() -> None:
     # A child holds its parent (3.1), so only a forced stop ends a session
     # that has children: run POE's stop procedure on c directly.
     gp, c, gc = ids["gp"], ids["c"], ids["gc"]
-    poe_kernel._stop_session(c, poe_kernel)
+    poe_kernel._core.stop_session(c, poe_kernel)  # the procedure itself
     assert trace == [
         ("gp", "_child", "gain", gc, None),
         ("gc", "_parent", c, gp),
@@ -333,7 +333,7 @@ def test_die_unhandled_stops_everyone_and_run_reraises() -> None:
     with pytest.raises(ValueError, match="unhandled kaboom"):
         poe_kernel.run()
     assert sorted(trace) == ["boom_stop", "bystander_stop"]
-    assert not poe_kernel._sessions
+    assert not poe_kernel.introspection.sessions()
 
 
 def test_exception_in_call_to_other_session() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kernelish import ARG0, KERNEL, STATE, Session, poe_kernel
+from kernelish import ARG0, KERNEL, STATE, Kernel, Session, poe_kernel, using_kernel
 
 
 def in_session(body: Any, **states: Any) -> None:
@@ -73,18 +73,20 @@ def test_named_clearing_only_this_session_only_timers() -> None:
         k.yield_("tick", "posted")  # a posted event of that name survives
 
     Session.create(inline_states={"_start": lambda _: first(_[KERNEL]), "tick": rec})
-    s1 = max(poe_kernel._sessions)
+    s1 = max(s.ID for s in poe_kernel.introspection.sessions())
 
     def second(k: Any) -> None:
         k.delay("tick", 0.002, "b1")
 
     Session.create(inline_states={"_start": lambda _: second(_[KERNEL]), "tick": rec})
-    s2 = max(poe_kernel._sessions)
+    s2 = max(s.ID for s in poe_kernel.introspection.sessions())
 
     def clear(_: Any) -> None:
         _[KERNEL].delay("tick", 0.003, "replaced")
 
-    poe_kernel._sessions[s1]._states["clear"] = (clear, None)
+    first_session = poe_kernel.ID_id_to_session(s1)
+    assert first_session is not None
+    poe_kernel.run_as(first_session, poe_kernel.state, "clear", clear)
     poe_kernel.post(s1, "clear")
     poe_kernel.run()
     assert trace == [(s1, "tick", "posted"), (s2, "tick", "b1"), (s1, "tick", "replaced")]
@@ -183,9 +185,7 @@ class ManualClock:
 
 def test_timer_order_on_a_manual_clock() -> None:
     clock = ManualClock()
-    saved = poe_kernel._clock
-    poe_kernel._clock = clock
-    try:
+    with using_kernel(Kernel(clock=clock)) as kernel:
         trace: list[Any] = []
 
         def start(_: Any) -> None:
@@ -196,23 +196,22 @@ def test_timer_order_on_a_manual_clock() -> None:
 
         rec = {n: (lambda _: trace.append((_[STATE], _[ARG0]))) for n in ("late", "early", "same")}
         Session.create(inline_states={"_start": start, **rec})
-        poe_kernel.run_one_timeslice()  # the GC marker
+        kernel.run_one_timeslice()  # the GC marker
         assert trace == []
         clock.now += 0.5
-        poe_kernel.run_one_timeslice()
+        kernel.run_one_timeslice()
         assert trace == []
         clock.now += 0.5
-        poe_kernel.run_one_timeslice()
+        kernel.run_one_timeslice()
         assert trace == [("early", None), ("same", "second")]
         clock.now += 1.0
-        poe_kernel.run_one_timeslice()
+        kernel.run_one_timeslice()
         assert trace[-1] == ("late", None)
         for _i in range(5):
-            if not poe_kernel.run_one_timeslice():
+            if not kernel.run_one_timeslice():
                 break
-        assert not poe_kernel._sessions
-    finally:
-        poe_kernel._clock = saved
+        assert not kernel.introspection.sessions()
+        assert not poe_kernel.introspection.alive()  # the process's kernel saw none of it
 
 
 def test_many_timers_fire_in_due_then_id_order_across_buckets() -> None:
@@ -223,8 +222,6 @@ def test_many_timers_fire_in_due_then_id_order_across_buckets() -> None:
     import random
 
     clock = ManualClock()
-    saved = poe_kernel._clock
-    poe_kernel._clock = clock
     rng = random.Random(7)
     # Dues on a 1/512 s grid: plenty of ties and of bucket boundaries.
     delays = [rng.randrange(0, 40) / 512 for _ in range(3000)]
@@ -240,7 +237,7 @@ def test_many_timers_fire_in_due_then_id_order_across_buckets() -> None:
         label.extend((clock.now + delay, timer_id))
         return int(timer_id)
 
-    try:
+    with using_kernel(Kernel(clock=clock)) as kernel:
 
         def start(_: Any) -> None:
             k = _[KERNEL]
@@ -274,13 +271,11 @@ def test_many_timers_fire_in_due_then_id_order_across_buckets() -> None:
         Session.create(inline_states={"_start": start, "again": again, "tick": tick, "t": t})
         for _step in range(20000):
             # The clock jumps to the next due time: no timeslice waits.
-            head = poe_kernel._queue.head_priority()
+            head = kernel.introspection.next_due()
             if head is not None and head > clock.now:
                 clock.now = head
-            if not poe_kernel.run_one_timeslice():
+            if not kernel.run_one_timeslice():
                 break
         assert len(fired) == len(expected) > 4000
         assert fired == sorted(expected)
-        assert not poe_kernel._sessions
-    finally:
-        poe_kernel._clock = saved
+        assert not kernel.introspection.sessions()

@@ -100,7 +100,7 @@ def test_line_echo_server_and_client_in_one_process() -> None:
     session(_start=client_start, up=up, reply=reply, down=lambda _: None)
     poe_kernel.run()  # both sessions end by themselves
     assert got == ["echo:one", "echo:two", "echo:three"]
-    assert not poe_kernel._fd_watch
+    assert not poe_kernel.introspection.handle_count()
 
 
 def test_eof_is_read_error_zero_and_the_write_side_still_works(

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from kernelish import ARG0, ARG1, ARG2, SENDER, SESSION, HandlerArgs, poe_kernel
-from kernelish._select import KernelSelector
+from kernelish._selector import KernelSelector
 
 from ._wheels import run_until, session
 
@@ -115,12 +115,8 @@ def test_a_paused_handle_keeps_its_session_alive(pair: tuple[socket.socket, sock
     ticks = [0]
     run_until(lambda: ticks.__setitem__(0, ticks[0] + 1) or ticks[0] > 20, what="20 slices")
     assert events == []
-    assert s._fds and not poe_kernel._is_idle()
-    poe_kernel._active_session = s
-    try:
-        assert poe_kernel.select_resume_read(a) == 1
-    finally:
-        poe_kernel._active_session = poe_kernel
+    assert poe_kernel.introspection.handles_of(s) == 1
+    assert poe_kernel.run_as(s, poe_kernel.select_resume_read, a) == 1
     poe_kernel.run()
     assert events == ["readable:x", "_stop"]
 

@@ -468,7 +468,7 @@ def test_term_unhandled_ends_run(previous_handler: Any) -> None:
     assert sorted(names(log, "stop")) == ["A", "A1", "B"]
     assert previous_handler.leaked == []
     assert signal.getsignal(signal.SIGTERM) is previous_handler
-    assert poe_kernel._sessions == {}
+    assert poe_kernel.introspection.sessions() == []
 
 
 def test_term_handled_does_not_stop(previous_handler: Any) -> None:
@@ -709,9 +709,7 @@ def test_restore_os_signals_leaves_nothing_behind() -> None:
     before = signal.getsignal(signal.SIGUSR2), signal.getsignal(signal.SIGCHLD)
     Session.create(inline_states={"_start": start})
     assert signal.getsignal(signal.SIGUSR2) not in (before[0], None)
-    poe_kernel.stop()
-    poe_kernel._restore_os_signals()
+    poe_kernel.reset()
     assert (signal.getsignal(signal.SIGUSR2), signal.getsignal(signal.SIGCHLD)) == before
     assert signal.set_wakeup_fd(-1) == -1
-    assert not poe_kernel._chld_handler_installed
-    wait_until(lambda: not poe_kernel._os_handlers, 1, "no OS handlers left")
+    wait_until(lambda: not poe_kernel.introspection.caught_signals(), 1, "no OS handlers left")

@@ -70,11 +70,7 @@ def test_pause_accept_leaves_connections_in_the_backlog() -> None:
     s = listener_session(log, BindAddress="127.0.0.1", BindPort=0)
     factory = s.heap["factory"]
     port = factory.getsockname()[1]
-    poe_kernel._active_session = s
-    try:
-        factory.pause_accept()
-    finally:
-        poe_kernel._active_session = poe_kernel
+    poe_kernel.run_as(s, factory.pause_accept)
     clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
     try:
         ticks = [0]

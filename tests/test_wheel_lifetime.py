@@ -50,11 +50,7 @@ def test_ids_are_one_process_wide_sequence_freed_on_destruction() -> None:
     # The counter skips IDs still in use.
     _base._last_id = ids[0] - 1
     a, b = socket.socketpair()
-    poe_kernel._active_session = s
-    try:
-        skipped = ReadWrite(Handle=a)
-    finally:
-        poe_kernel._active_session = poe_kernel
+    skipped = poe_kernel.run_as(s, lambda: ReadWrite(Handle=a))
     assert ids[2] + 1 == skipped.ID
     keep = s.heap.pop("keep")
     keep.pop().close()
@@ -77,10 +73,10 @@ def test_dropping_a_readwrite_releases_its_watchers_at_once(no_gc: None) -> None
 
     s = session(_start=start, input=lambda _: None, _stop=lambda _: events.append("_stop"))
     ref = weakref.ref(s.heap["wheel"])
-    assert fd in poe_kernel._fd_watch
+    assert poe_kernel.io.is_watched(fd, 0)
     del s.heap["wheel"]
     assert ref() is None  # no cycle kept it
-    assert fd not in poe_kernel._fd_watch and not s._fds
+    assert not poe_kernel.io.is_watched(fd, 0) and not poe_kernel.introspection.handles_of(s)
     b.settimeout(5)
     assert b.recv(10) == b""  # its socket was closed: the peer sees EOF
     assert events == []

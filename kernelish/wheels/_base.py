@@ -57,8 +57,8 @@ from typing import Any, Self
 
 from .._kernel import Kernel
 from .._runtime import current_kernel
-from .._select import MODE_READ, MODE_WRITE, fileno_of
 from .._session import Session
+from .._watchers import MODE_READ, MODE_WRITE, fileno_of
 
 __all__ = ["MODE_READ", "MODE_WRITE", "Wheel", "allocate_wheel_id", "free_wheel_id"]
 
@@ -262,7 +262,7 @@ class Wheel:
             io.unwatch(fd, mode, old)
         what = "read" if mode == MODE_READ else "write"
         callback = _watcher(weakref.ref(self), method, f"{self!r} -> select {what}", repeat)
-        io.watch(session, handle, mode, callback, paused=paused, exclusive=exclusive)
+        io.watch(session, handle, mode, callback, weak=True, paused=paused, exclusive=exclusive)
         self._resources.watches[key] = callback
 
     def unwatch(self, handle: Any, mode: int) -> None:

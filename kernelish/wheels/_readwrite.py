@@ -56,7 +56,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from .._params import ParameterError, Params, parse_params
-from .._select import fileno_of
+from .._watchers import fileno_of
 from ..drivers import Driver, SysRW
 from ..filters import Filter, FilterError, Line, RecordTooLong
 from ._base import MODE_READ, MODE_WRITE, Wheel

@@ -132,7 +132,7 @@ def spawn_in_child(params: dict[str, Any]) -> dict[str, Any]:
             daemon = DaemonComponent.spawn(**params)
             session = daemon.session
             report = {
-                "session": session is not None and session in poe_kernel._sessions.values(),
+                "session": session is not None and session in poe_kernel.introspection.sessions(),
                 "alias": poe_kernel.alias_resolve(daemon.config.alias) is session,
                 "uid": os.getuid(),
                 "prefork": daemon.is_prefork(),
@@ -193,14 +193,14 @@ def test_random_configurations_are_refused_or_spawn(scratch: Path) -> None:
             if extra := located - invalid:
                 assert extra == {"max_spare"}, (params, info.value)
                 assert params["max_spare"] < params["min_spare"], params
-            assert not poe_kernel._sessions, "a refused spawn creates no session"
+            assert not poe_kernel.introspection.sessions(), "a refused spawn creates no session"
             return
         if spares_madness(params):
             tally["madness"] += 1
             with pytest.raises(pydantic.ValidationError) as info:
                 DaemonComponent.spawn(**params)
             assert "max_spare" in str(info.value) and "min_spare" in str(info.value)
-            assert not poe_kernel._sessions
+            assert not poe_kernel.introspection.sessions()
             return
         tally["spawned"] += 1
         report = spawn_in_child(params)

@@ -87,7 +87,7 @@ class Daemon:
         if component is not None and component.scoreboard is not None:
             text += component.scoreboard.status() + "\n"
         poe_kernel.sig_handled()
-        if file is None and getattr(poe_kernel, "_dispatching_signal", None):
+        if file is None and Peek().active_signal() is not None:
             file = sys.stderr
         if file is not None:
             file.write(f"{os.getpid()}: {text}")
