@@ -52,6 +52,7 @@ from ._event import (
     Event,
     _line_tables,
     caller_site,
+    new_event,
 )
 from ._handler_args import HandlerArgs
 from ._queue import EventQueue
@@ -59,6 +60,7 @@ from ._session import Handler, Lifecycle, Node, Session
 from ._signals import SignalClass, SignalHub, signal_type
 
 if TYPE_CHECKING:
+    from ._children import ChildReaper
     from ._kernel import Kernel
 
 __all__ = ["Dispatcher", "find_handler"]
@@ -90,9 +92,30 @@ class Dispatcher:
     ``kernel`` is the pseudo-session at the root of the tree (and what
     handlers get as ``_[KERNEL]``); ``release_resources(session)`` releases
     what a stopping session held; ``is_idle()`` is the kernel's idle check
-    (the IDLE signal's ZOMBIE rule); ``reap_needed()`` ends a run of passes
-    early when a SIGCHLD waits.
+    (the IDLE signal's ZOMBIE rule); a run of passes ends early when the
+    ``reaper`` has a SIGCHLD waiting.
     """
+
+    __slots__ = (
+        "_is_idle",
+        "_reaper",
+        "_release_resources",
+        "_session_ids",
+        "_sig_handled_count",
+        "_signals",
+        "active_event",
+        "active_session",
+        "active_signal",
+        "aliases",
+        "alive",
+        "clock",
+        "extref_tags",
+        "kernel",
+        "marked",
+        "pending_error",
+        "queue",
+        "sessions",
+    )
 
     def __init__(
         self,
@@ -103,7 +126,7 @@ class Dispatcher:
         clock: Callable[[], float],
         release_resources: Callable[[Session], None],
         is_idle: Callable[[], bool],
-        reap_needed: Callable[[], bool],
+        reaper: ChildReaper,
     ) -> None:
         self.kernel = kernel
         self.queue = queue
@@ -111,7 +134,7 @@ class Dispatcher:
         self.clock = clock
         self._release_resources = release_resources
         self._is_idle = is_idle
-        self._reap_needed = reap_needed
+        self._reaper = reaper
         #: live sessions by ID
         self.sessions: dict[int, Session] = {}
         #: alias -> session
@@ -147,9 +170,9 @@ class Dispatcher:
     ) -> Event:
         """Queue a FIFO event (post, signal, GC marker, deferred call) due now."""
         queue = self.queue
-        event = Event(
+        event = new_event(
             self.clock(),
-            next(queue.id_source),
+            next(queue.ids),
             dest,
             source,
             name,
@@ -216,7 +239,7 @@ class Dispatcher:
         heap = session.heap if isinstance(session, Session) else None
         if file.__class__ is CodeType:
             file, line = caller_site(file, line)
-        handler_args = HandlerArgs(
+        handler_args = HandlerArgs.of(
             (obj, session, self.kernel, heap, state, sender, None, file, line, from_state, *args)
         )
         prev_session = self.active_session
@@ -250,7 +273,7 @@ class Dispatcher:
         heap = session.heap if isinstance(session, Session) else None
         prev = self.active_event
         return func(
-            HandlerArgs(
+            HandlerArgs.of(
                 (obj, session, self.kernel, heap, state, session, None, file, line, prev, *args)
             )
         )
@@ -275,7 +298,7 @@ class Dispatcher:
         self.active_event = event
         try:
             return func(
-                HandlerArgs(
+                HandlerArgs.of(
                     (
                         obj,
                         session,
@@ -623,6 +646,7 @@ class Dispatcher:
         marked = self.marked
         clock = self.clock
         kernel = self.kernel
+        reaper = self._reaper
         dispatch = self.dispatch
         handler_failed = self.handler_failed
         line_tables = _line_tables
@@ -700,20 +724,19 @@ class Dispatcher:
                                 line = table.get(line)  # type: ignore[arg-type]
                                 file = file.co_filename
                         from_state = event.from_state
-                        handler_args = HandlerArgs(
-                            (
-                                obj,
-                                dest,
-                                kernel,
-                                dest.heap,  # type: ignore[attr-defined]
-                                name,
-                                source,
-                                None,
-                                file,
-                                line,
-                                from_state,
-                                *event.args,
-                            )
+                        handler_args = HandlerArgs()  # HandlerArgs.of, inlined
+                        handler_args._positions = (
+                            obj,
+                            dest,
+                            kernel,
+                            dest.heap,  # type: ignore[attr-defined]
+                            name,
+                            source,
+                            None,
+                            file,
+                            line,
+                            from_state,
+                            *event.args,
                         )
                         self.active_session = dest
                         self.active_event = name
@@ -728,7 +751,7 @@ class Dispatcher:
                         self.stop_all(self.active_session)
                 if marked:
                     self.sweep()
-                if poll_by is None or not fifo or not self.alive or self._reap_needed():
+                if poll_by is None or not fifo or not self.alive or reaper.reap_needed:
                     return
                 now = clock()
                 if now >= poll_by:

@@ -10,14 +10,33 @@ attributes instead (``_.kernel``, ``_.heap``, ``_.args`` ...).
 One is built for every dispatched event, so it is only a wrapper around the
 tuple of positions, ``(OBJECT, SESSION, KERNEL, HEAP, STATE, SENDER, None,
 CALLER_FILE, CALLER_LINE, CALLER_STATE, ARG0, ...)``: the kernel builds the
-tuple and wraps it; ``_[KERNEL]`` is one tuple index.
+tuple and wraps it (:meth:`HandlerArgs.of`; the class has no ``__init__``, so
+``HandlerArgs()`` runs no Python frame -- the dispatch loop fills one in
+place); ``_[KERNEL]`` is one tuple index.  ``_[KERNEL, HEAP]`` -- the
+porting idiom -- uses a cached ``operator.itemgetter`` per index tuple.
 """
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 __all__ = ["HandlerArgs"]
+
+_getters: dict[tuple[int, ...], Any] = {}
+
+
+def _getter(key: tuple[Any, ...]) -> Any:
+    """A C-level getter of the positions in ``key`` (a tuple of ints), cached."""
+    if len(key) < 2 or not all(k.__class__ is int for k in key) or len(_getters) > 256:
+        return _slow_getter
+    getter = _getters[key] = itemgetter(*key)
+    return getter
+
+
+def _slow_getter(positions: tuple[Any, ...]) -> Any:
+    raise IndexError  # the caller falls back to one position at a time
+
 
 _ARG0 = 10
 
@@ -29,8 +48,12 @@ class HandlerArgs:
 
     _positions: tuple[Any, ...]
 
-    def __init__(self, positions: tuple[Any, ...]) -> None:
-        self._positions = positions
+    @classmethod
+    def of(cls, positions: tuple[Any, ...]) -> HandlerArgs:
+        """A handler's argument with these positions."""
+        handler_args = cls()
+        handler_args._positions = positions
+        return handler_args
 
     def __getitem__(self, key: int | slice | tuple[int, ...]) -> Any:
         if key.__class__ is int:
@@ -38,6 +61,14 @@ class HandlerArgs:
                 return self._positions[key]
             except IndexError:
                 return None
+        if key.__class__ is tuple:
+            getter = _getters.get(key)
+            if getter is None:
+                getter = _getter(key)
+            try:
+                return getter(self._positions)
+            except IndexError:
+                return tuple([self[k] for k in key])
         if isinstance(key, tuple):
             return tuple([self[k] for k in key])
         if isinstance(key, slice):

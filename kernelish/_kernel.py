@@ -96,6 +96,11 @@ class Kernel(Node):
         # The collaborators, and the callbacks each one is given.
         self._queue = EventQueue()
         self._signals = SignalHub(child_interest_changed=self._child_interest_changed)
+        self._reaper = ChildReaper(
+            catch_sigchld=self._catch_sigchld,
+            chld_watched=self._chld_watched,
+            unref=self._unref,
+        )
         self._core = Dispatcher(
             self,
             self._queue,
@@ -103,12 +108,7 @@ class Kernel(Node):
             clock=clock,
             release_resources=self._release_resources,
             is_idle=self._is_idle,
-            reap_needed=self._reap_needed,
-        )
-        self._reaper = ChildReaper(
-            catch_sigchld=self._catch_sigchld,
-            chld_watched=self._chld_watched,
-            unref=self._core.unref,
+            reaper=self._reaper,
         )
         self._io = Watchers(
             run_state=self._core.run_state,
@@ -187,21 +187,27 @@ class Kernel(Node):
         frame = _getframe(1)
         source = core.active_session
         queue = self._queue
-        queue.fifo.append(
-            Event(
-                core.clock(),
-                next(queue.id_source),
-                target,  # type: ignore[arg-type]
-                source,
-                event,
-                args,
-                ET_POST,
-                frame.f_code,
-                frame.f_lasti,
-                core.active_event,
-            )
-        )
-        core.hold(target, source)  # type: ignore[arg-type]
+        ev = Event()  # new_event, inlined
+        ev.priority = core.clock()
+        ev.id = next(queue.ids)
+        ev.dest = target  # type: ignore[assignment]
+        ev.source = source
+        ev.name = event
+        ev.args = args
+        ev.etype = ET_POST
+        ev.file = frame.f_code
+        ev.line = frame.f_lasti
+        ev.from_state = core.active_event
+        ev.cancelled = False
+        queue.fifo.append(ev)
+        # Dispatcher.hold, inlined.
+        if not target._to:  # type: ignore[union-attr]
+            core.marked.pop(target, None)  # type: ignore[arg-type]
+        target._to += 1  # type: ignore[union-attr]
+        if source is not target:
+            if not source._from:
+                core.marked.pop(source, None)
+            source._from += 1
         if source is self and self._bridge is not None:
             self._bridge.kick()  # posted from asyncio code
         return True
@@ -215,20 +221,19 @@ class Kernel(Node):
             return
         frame = _getframe(1)
         queue = self._queue
-        queue.fifo.append(
-            Event(
-                core.clock(),
-                next(queue.id_source),
-                session,
-                session,
-                event,
-                args,
-                ET_POST,
-                frame.f_code,
-                frame.f_lasti,
-                core.active_event,
-            )
-        )
+        ev = Event()  # new_event, inlined
+        ev.priority = core.clock()
+        ev.id = next(queue.ids)
+        ev.dest = session
+        ev.source = session
+        ev.name = event
+        ev.args = args
+        ev.etype = ET_POST
+        ev.file = frame.f_code
+        ev.line = frame.f_lasti
+        ev.from_state = core.active_event
+        ev.cancelled = False
+        queue.fifo.append(ev)
         if not session._to:
             core.marked.pop(session, None)  # rescued (see Dispatcher.hold)
         session._to += 1
@@ -480,8 +485,8 @@ class Kernel(Node):
     def _child_interest_changed(self) -> None:
         self._reaper.interest_changed()
 
-    def _reap_needed(self) -> bool:
-        return self._reaper.reap_needed
+    def _unref(self, node: Node) -> None:
+        self._core.unref(node)
 
     def _drain_signals(self) -> None:
         """The wakeup pipe was readable: queue a ``_signal`` per signal."""

@@ -78,11 +78,11 @@ class EventQueue:
         "_buckets",
         "_far",
         "_horizon",
-        "_ids",
         "_no_timers",
         "dead_fifo",
         "dead_timers",
         "fifo",
+        "ids",
         "pending",
         "timer_entries",
         "timer_head",
@@ -109,16 +109,9 @@ class EventQueue:
         #: Cancelled events still in the FIFO / the timer heaps.
         self.dead_fifo = 0
         self.dead_timers = 0
-        self._ids = itertools.count(1)
-
-    def new_id(self) -> int:
-        """A fresh queue item ID (POE's global, never reused sequence)."""
-        return next(self._ids)
-
-    @property
-    def id_source(self) -> Iterator[int]:
-        """The ID sequence itself: ``next(queue.id_source)`` for the hot paths."""
-        return self._ids
+        #: Queue item IDs: POE's one global, never reused sequence
+        #: (``next(queue.ids)``).
+        self.ids = itertools.count(1)
 
     def push_timer(self, event: Event) -> None:
         """Queue a timer at its due time (filed at the next look at the head)."""

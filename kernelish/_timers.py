@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._dispatch import Dispatcher
-from ._event import ET_ALARM, ET_DEFERRED, Event
+from ._event import ET_ALARM, ET_DEFERRED, Event, new_event
 from ._session import Node
 
 if TYPE_CHECKING:
@@ -55,8 +55,8 @@ class Timers:
         """Queue a timer of ``session`` due at ``due`` (kernel clock)."""
         core = self._core
         queue = self._queue
-        event = Event(
-            due, next(queue.id_source), session, session, name, args, etype, None, None,
+        event = new_event(
+            due, next(queue.ids), session, session, name, args, etype, None, None,
             core.active_event,
         )  # fmt: skip
         queue.timer_entries[event.id] = event
