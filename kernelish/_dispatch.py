@@ -29,7 +29,6 @@ root of the tree) and gives it the queue and the signal hub.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 from collections.abc import Callable
@@ -57,6 +56,7 @@ from ._event import (
 from ._handler_args import HandlerArgs
 from ._queue import EventQueue
 from ._session import Handler, Lifecycle, Node, Session
+from ._sessions import SessionTable
 from ._signals import SignalClass, SignalHub, signal_type
 
 if TYPE_CHECKING:
@@ -100,21 +100,17 @@ class Dispatcher:
         "_is_idle",
         "_reaper",
         "_release_resources",
-        "_session_ids",
         "_sig_handled_count",
         "_signals",
         "active_event",
         "active_session",
         "active_signal",
-        "aliases",
         "alive",
         "clock",
-        "extref_tags",
         "kernel",
-        "marked",
         "pending_error",
         "queue",
-        "sessions",
+        "table",
     )
 
     def __init__(
@@ -135,15 +131,8 @@ class Dispatcher:
         self._release_resources = release_resources
         self._is_idle = is_idle
         self._reaper = reaper
-        #: live sessions by ID
-        self.sessions: dict[int, Session] = {}
-        #: alias -> session
-        self.aliases: dict[str, Session] = {}
-        self._session_ids = itertools.count(1)
-        #: sessions whose count reached zero in this pass (swept at its end)
-        self.marked: dict[Node, None] = {}
-        #: extra-reference tags held, all sessions together (idle check)
-        self.extref_tags = 0
+        #: the session table: IDs, aliases, reference counts
+        self.table = SessionTable()
         #: the session whose handler runs now (the kernel outside handlers)
         self.active_session: Node = kernel
         #: the event being handled now (None outside handlers)
@@ -156,7 +145,7 @@ class Dispatcher:
         #: the signal whose watchers run now (None outside a signal dispatch)
         self.active_signal: str | None = None
 
-    # -- references (POE-SEMANTICS 3.1, 3.2) ------------------------------
+    # -- queueing -------------------------------------------------------------
 
     def enqueue(
         self,
@@ -183,38 +172,8 @@ class Dispatcher:
             self.active_event,
         )
         queue.fifo.append(event)
-        self.hold(dest, source)
+        self.table.hold(dest, source)
         return event
-
-    def hold(self, dest: Node, source: Node) -> None:
-        """The references a newly queued event holds on its two ends."""
-        if not dest._to:
-            # A marked session is rescued by any new reference (3.2); dropping
-            # the mark now spares the sweep a look at it.
-            self.marked.pop(dest, None)
-        dest._to += 1
-        if source is not dest:
-            if not source._from:
-                self.marked.pop(source, None)
-            source._from += 1
-
-    def release(self, event: Event) -> None:
-        """Drop the references a queued event held (it ran or was purged)."""
-        dest = event.dest
-        dest._to -= 1
-        if not dest._to and not dest._refs and not dest._from:
-            self.marked[dest] = None
-        source = event.source
-        if source is not dest:
-            source._from -= 1
-            if not source._from and not source._refs and not source._to:
-                self.marked[source] = None
-
-    def unref(self, node: Node, n: int = 1) -> None:
-        """Drop ``n`` per-item references (alias, tag, fd, child, pid)."""
-        node._refs -= n
-        if not node._refs and not node._to and not node._from:
-            self.marked[node] = None
 
     # -- running handlers ---------------------------------------------------
 
@@ -417,14 +376,11 @@ class Dispatcher:
         if not self.alive:
             self.start()
         kernel = self.kernel
-        session = cls(next(self._session_ids), heap)
+        session = cls(self.table.new_id(), heap)
         session._states = states
         session.options = options
         parent = self.active_session
-        session._parent = parent
-        parent._children[session] = None
-        parent._refs += 1
-        self.sessions[session.ID] = session
+        self.table.adopt(parent, session)
         session._lifecycle = _ALIVE
         ret = self.invoke(session, "_start", args, parent, None, None, None, ET_START)
         if session._lifecycle is _ALIVE and session._parent is parent and parent is not kernel:
@@ -434,25 +390,6 @@ class Dispatcher:
         if session._lifecycle is _ALIVE:
             self.enqueue(session, session, "_garbage_collect", (), ET_GC)
         return session
-
-    def descendants(self, node: Node) -> list[Session]:
-        """``node``'s subtree, breadth first, without ``node``."""
-        out: list[Session] = []
-        frontier = list(node._children)
-        while frontier:
-            out.extend(frontier)
-            frontier = [c for s in frontier for c in s._children]
-        return out
-
-    def reparent(self, child: Session, new_parent: Node) -> None:
-        """Move ``child`` under ``new_parent`` (``detach_*``)."""
-        old = child._parent
-        assert old is not None
-        old._children.pop(child, None)
-        new_parent._children[child] = None
-        new_parent._refs += 1
-        child._parent = new_parent
-        self.unref(old)
 
     def stop_session(self, session: Session, sender: Node) -> None:
         """POE's stop procedure (POE-SEMANTICS 3.3), in its exact order."""
@@ -467,25 +404,12 @@ class Dispatcher:
             self.invoke(child, "_parent", (session, parent), kernel, None, None, None, ET_PARENT)
         ret = self.invoke(session, "_stop", (), sender, None, None, None, ET_STOP)
         self.invoke(parent, "_child", ("lose", session, ret), kernel, None, None, None, ET_CHILD)
-        # Bookkeeping: the tree first, then every resource the session held.
-        parent._children.pop(session, None)
-        for child in list(session._children):
-            child._parent = parent
-            parent._children[child] = None
-            parent._refs += 1
-        session._children.clear()
-        for alias in session._aliases:
-            self.aliases.pop(alias, None)
-        session._aliases.clear()
-        self.extref_tags -= len(session._extrefs)
-        session._extrefs.clear()
+        # Bookkeeping: every resource the session held, its queued events,
+        # then the tree and the table.
         self._release_resources(session)
         self.purge_events(session)
-        self.sessions.pop(session.ID, None)
-        session._refs = 0
         session._lifecycle = Lifecycle.STOPPED
-        self.marked.pop(session, None)
-        self.unref(parent)
+        self.table.forget(session)
 
     def purge_events(self, session: Node) -> None:
         """Cancel every queued event to or from ``session`` (3.3 step 4)."""
@@ -493,17 +417,17 @@ class Dispatcher:
         for timers in session._timers_by_name.values():
             for event in timers.values():
                 queue.cancel_timer(event)
-                self.release(event)
+                self.table.release(event)
         session._timers_by_name.clear()
         if session._to or session._from:
             for event in queue.fifo:
                 if not event.cancelled and (event.dest is session or event.source is session):
                     queue.cancel_fifo(event)
-                    self.release(event)
+                    self.table.release(event)
 
     def sweep(self) -> None:
         """Stop marked sessions that nothing rescued, newest mark first."""
-        marked = self.marked
+        marked = self.table.marked
         kernel = self.kernel
         while marked:
             node, _ = marked.popitem()
@@ -518,7 +442,7 @@ class Dispatcher:
 
     def stop_all(self, sender: Node) -> None:
         """Stop every session but the kernel, leaves first (``stop()``)."""
-        for session in reversed(self.descendants(self.kernel)):
+        for session in reversed(self.table.descendants(self.kernel)):
             self.stop_session(session, sender)
 
     def stop_kernel(self) -> None:
@@ -528,7 +452,7 @@ class Dispatcher:
         self.alive = False
         self.queue.clear()
         kernel._to = kernel._from = 0
-        self.marked.clear()
+        self.table.marked.clear()
 
     # -- signals (POE-SEMANTICS 4.2) -------------------------------------------
 
@@ -544,7 +468,7 @@ class Dispatcher:
                 return
         elif target._lifecycle is not _ALIVE:
             return
-        touched: list[Node] = [target, *self.descendants(target)]
+        touched: list[Node] = [target, *self.table.descendants(target)]
         if name == "DIE":
             ancestors: list[Node] = []
             parent = target._parent
@@ -599,7 +523,7 @@ class Dispatcher:
 
     def dispatch(self, event: Event) -> None:
         """Deliver one dequeued event (POE's ``_data_ev_dispatch_due`` body)."""
-        self.release(event)
+        self.table.release(event)
         etype = event.etype
         dest = event.dest
         args = event.args
@@ -643,10 +567,11 @@ class Dispatcher:
         popleft = fifo.popleft
         timer_entries = queue.timer_entries
         pending_timers = queue.pending
-        marked = self.marked
+        marked = self.table.marked
         clock = self.clock
         kernel = self.kernel
         reaper = self._reaper
+        sessions = self.table.by_id
         dispatch = self.dispatch
         handler_failed = self.handler_failed
         line_tables = _line_tables
@@ -746,7 +671,7 @@ class Dispatcher:
                             handler_failed(exc, dest, name, source, file, line, from_state, etype)
                         self.active_session = prev_session
                         self.active_event = prev_event
-                    if self.pending_error is not None and self.sessions:
+                    if self.pending_error is not None and sessions:
                         # POE-SEMANTICS 5.2: a stored error stops everyone at once.
                         self.stop_all(self.active_session)
                 if marked:

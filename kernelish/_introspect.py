@@ -83,7 +83,7 @@ class KernelView:
 
     def sessions(self) -> list[Session]:
         """The live sessions (not the kernel), oldest first."""
-        return list(self._core.sessions.values())
+        return list(self._core.table.by_id.values())
 
     def resolve(self, dest: Any) -> Node | None:
         """A session (or the kernel) by session, ID or alias, or None."""
@@ -91,7 +91,7 @@ class KernelView:
 
     def alias_owner(self, name: str) -> Session | None:
         """The session that holds alias ``name``."""
-        return self._core.aliases.get(name)
+        return self._core.table.aliases.get(name)
 
     def aliases_of(self, node: Node) -> list[str]:
         """A session's aliases, sorted."""

@@ -113,7 +113,7 @@ class Kernel(Node):
         self._io = Watchers(
             run_state=self._core.run_state,
             run_callable=self._core.run_callable,
-            unref=self._core.unref,
+            unref=self._core.table.unref,
             on_wakeup=self._drain_signals,
         )
         self._io.watch_wakeup(self._signals.wakeup.r)
@@ -153,14 +153,14 @@ class Kernel(Node):
             return dest if state is _ALIVE or state is _STOPPING else None
         if isinstance(dest, str):
             if dest.isdigit():
-                found = core.sessions.get(int(dest))
+                found = core.table.by_id.get(int(dest))
                 if found is not None:
                     return found
             if dest == self._id:
                 return self if core.alive else None
-            return core.aliases.get(dest)
+            return core.table.aliases.get(dest)
         if isinstance(dest, int) and not isinstance(dest, bool):
-            return core.sessions.get(dest)
+            return core.table.by_id.get(dest)
         if dest is self:
             return self if core.alive else None
         return None
@@ -175,8 +175,8 @@ class Kernel(Node):
         cls = dest.__class__
         if cls is Session and dest._lifecycle is _ALIVE:
             target: Node | None = dest
-        elif cls is str and not dest.isdigit() and dest in core.aliases:
-            target = core.aliases[dest]
+        elif cls is str and not dest.isdigit() and dest in core.table.aliases:
+            target = core.table.aliases[dest]
         else:
             target = self._resolve(dest)
             if target is None:
@@ -200,13 +200,13 @@ class Kernel(Node):
         ev.from_state = core.active_event
         ev.cancelled = False
         queue.fifo.append(ev)
-        # Dispatcher.hold, inlined.
+        # SessionTable.hold, inlined.
         if not target._to:  # type: ignore[union-attr]
-            core.marked.pop(target, None)  # type: ignore[arg-type]
+            core.table.marked.pop(target, None)  # type: ignore[arg-type]
         target._to += 1  # type: ignore[union-attr]
         if source is not target:
             if not source._from:
-                core.marked.pop(source, None)
+                core.table.marked.pop(source, None)
             source._from += 1
         if source is self and self._bridge is not None:
             self._bridge.kick()  # posted from asyncio code
@@ -235,7 +235,7 @@ class Kernel(Node):
         ev.cancelled = False
         queue.fifo.append(ev)
         if not session._to:
-            core.marked.pop(session, None)  # rescued (see Dispatcher.hold)
+            core.table.marked.pop(session, None)  # rescued (see SessionTable.hold)
         session._to += 1
 
     def call(self, dest: Any, event: str, *args: Any) -> Any:
@@ -486,7 +486,7 @@ class Kernel(Node):
         self._reaper.interest_changed()
 
     def _unref(self, node: Node) -> None:
-        self._core.unref(node)
+        self._core.table.unref(node)
 
     def _drain_signals(self) -> None:
         """The wakeup pipe was readable: queue a ``_signal`` per signal."""
@@ -529,32 +529,14 @@ class Kernel(Node):
     def alias_set(self, name: str) -> int:
         """Give the active session an alias; 0, or EEXIST if another session
         has it (``alias_set``)."""
-        core = self._core
-        session = core.active_session
+        session = self._core.active_session
         if session is self:
             return EPERM
-        owner = core.aliases.get(name)
-        if owner is session:
-            return 0
-        if owner is not None:
-            return EEXIST
-        core.aliases[name] = session  # type: ignore[assignment]
-        session._aliases.add(name)
-        session._refs += 1
-        return 0
+        return self._core.table.set_alias(session, name)
 
     def alias_remove(self, name: str) -> int:
         """Remove an alias of the active session; 0, ESRCH or EPERM."""
-        core = self._core
-        owner = core.aliases.get(name)
-        if owner is None:
-            return ESRCH
-        if owner is not core.active_session:
-            return EPERM
-        del core.aliases[name]
-        owner._aliases.discard(name)
-        core.unref(owner)
-        return 0
+        return self._core.table.remove_alias(self._core.active_session, name)
 
     def alias_resolve(self, name: Any) -> Node | None:
         """The session an alias, ID or session names, or None."""
@@ -573,7 +555,7 @@ class Kernel(Node):
         None with ESRCH (``ID_id_to_session``)."""
         node: Node | None = None
         if isinstance(session_id, int) or (isinstance(session_id, str) and session_id.isdigit()):
-            node = self._core.sessions.get(int(session_id))
+            node = self._core.table.by_id.get(int(session_id))
         elif session_id == self._id:
             node = self
         if node is None:
@@ -621,32 +603,20 @@ class Kernel(Node):
 
     def refcount_increment(self, session_id: int, tag: str) -> int | None:
         """Add one to a session's extra-reference ``tag``; returns its count."""
-        core = self._core
-        session = core.sessions.get(session_id) if isinstance(session_id, int) else None
+        table = self._core.table
+        session = table.by_id.get(session_id) if isinstance(session_id, int) else None
         if session is None:
             self.last_error = ESRCH
             return None
-        count = session._extrefs.get(tag, 0) + 1
-        session._extrefs[tag] = count
-        if count == 1:
-            session._refs += 1
-            core.extref_tags += 1
-        return count
+        return table.add_extref(session, tag)
 
     def refcount_decrement(self, session_id: int, tag: str) -> int | None:
         """Take one from a session's extra-reference ``tag``; returns its count."""
-        core = self._core
-        session = core.sessions.get(session_id) if isinstance(session_id, int) else None
-        if session is None or tag not in session._extrefs:
+        table = self._core.table
+        session = table.by_id.get(session_id) if isinstance(session_id, int) else None
+        count = None if session is None else table.drop_extref(session, tag)
+        if count is None:
             self.last_error = ESRCH
-            return None
-        count = session._extrefs[tag] - 1
-        if count <= 0:
-            del session._extrefs[tag]
-            core.extref_tags -= 1
-            core.unref(session)
-            return 0
-        session._extrefs[tag] = count
         return count
 
     def _make_postback(
@@ -693,7 +663,7 @@ class Kernel(Node):
         if core.active_event != "_start":
             core.invoke(old, "_child", ("lose", session, None), self, None, None, None, ET_CHILD)
         core.invoke(session, "_parent", (old, self), self, None, None, None, ET_PARENT)
-        core.reparent(session, self)
+        core.table.reparent(session, self)
         return True
 
     def detach_child(self, child: Any) -> bool:
@@ -709,7 +679,7 @@ class Kernel(Node):
             return False
         core.invoke(parent, "_child", ("lose", node, None), self, None, None, None, ET_CHILD)
         core.invoke(node, "_parent", (parent, self), self, None, None, None, ET_PARENT)
-        core.reparent(node, self)
+        core.table.reparent(node, self)
         return True
 
     def _release_resources(self, session: Session) -> None:
@@ -727,7 +697,7 @@ class Kernel(Node):
             core.alive
             and not len(self._queue)
             and not len(self._io)
-            and not core.extref_tags
+            and not core.table.extref_tags
             and not self._reaper.waiting()
         )
 
@@ -760,7 +730,7 @@ class Kernel(Node):
             self._last_poll = core.clock()
             if ready:
                 io.fire(ready)
-                if core.marked:
+                if core.table.marked:
                     core.sweep()
         if reaper.reap_needed or (reaper.catching and now - reaper.last_reap >= REAP_POLL_INTERVAL):
             self._reap()
@@ -811,7 +781,7 @@ class Kernel(Node):
         core = self._core
         core.stop_all(core.active_session)
         core.active_session = self
-        if core.marked:
+        if core.table.marked:
             core.sweep()
         self.has_forked()
 
@@ -820,7 +790,7 @@ class Kernel(Node):
         error and no caught signal (kernelish: a test's clean slate, or a
         program that runs the kernel again from scratch)."""
         core = self._core
-        if core.sessions or core.alive:
+        if core.table.by_id or core.alive:
             self.stop()
             core.stop_kernel()
         core.pending_error = None

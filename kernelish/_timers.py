@@ -62,7 +62,7 @@ class Timers:
         queue.timer_entries[event.id] = event
         queue.pending.append(event)
         if not session._to:
-            core.marked.pop(session, None)
+            core.table.marked.pop(session, None)
         session._to += 1
         named = session._timers_by_name.get(name)
         if named is None:
@@ -80,7 +80,7 @@ class Timers:
             named.pop(event.id, None)
             if not named:
                 del by_name[event.name]
-        self._core.release(event)
+        self._core.table.release(event)
 
     def _move(self, event: Event, due: float) -> Event:
         """Give a queued timer a new due time (same ID)."""
@@ -97,7 +97,7 @@ class Timers:
         if named:
             for event in named.values():
                 self._queue.cancel_timer(event)
-                self._core.release(event)
+                self._core.table.release(event)
 
     # -- name-based calls ---------------------------------------------------
 
