@@ -38,15 +38,15 @@ class Framer:
     __slots__ = (
         "_block",
         "_data",
-        "_digits",
         "_head",
         "_max_buffer",
-        "_max_frame",
         "_more",
         "_owner",
         "_pos",
-        "_size",
-        "_want",
+        "digits",
+        "max_frame",
+        "size",
+        "want",
     )
 
     def __init__(
@@ -54,21 +54,23 @@ class Framer:
     ) -> None:
         self._owner = owner
         self._max_buffer = max_buffer
-        self._max_frame = max_frame
+        self.max_frame = max_frame
         self._block = block
         # A length of more digits than this is over max_frame (or padded with zeros).
-        self._digits = len(str(max_frame))
+        self.digits = len(str(max_frame))
         self._data = b""
         self._pos = 0
         self._more: list[bytes] = []
-        self._size = 0  # unparsed octets: len(_data) - _pos + the octets in _more
+        # Read-only outside: the unparsed octets (len(_data) - _pos + the octets in _more).
+        self.size = 0
         self._head = 0  # header octets of the frame at _pos, once its header is parsed
-        self._want = 0  # header + payload octets of that frame; 0 while unknown
+        # Read-only outside: header + payload octets of that frame; 0 while unknown.
+        self.want = 0
 
     def reset(self) -> None:
         """Discard everything buffered."""
         self._data = b""
-        self._pos = self._size = self._head = self._want = 0
+        self._pos = self.size = self._head = self.want = 0
         self._more = []
 
     def feed(self, chunks: Iterable[bytes]) -> None:
@@ -78,7 +80,7 @@ class Framer:
                 continue
             if type(chunk) is not bytes:
                 chunk = bytes(chunk)
-            size = self._size + len(chunk)
+            size = self.size + len(chunk)
             if size > self._max_buffer:
                 self.reset()
                 raise RecordTooLong(
@@ -86,7 +88,13 @@ class Framer:
                     f"({size} > {self._max_buffer} octets)"
                 )
             self._more.append(chunk)
-            self._size = size
+            self.size = size
+
+    def take(self) -> bytes:
+        """Return the unparsed octets and empty the buffer."""
+        data = self.pending()
+        self.reset()
+        return data
 
     def pending(self) -> bytes:
         """The unparsed octets (a partial frame's header included)."""
@@ -99,7 +107,7 @@ class Framer:
             data = self._data
             pos = self._pos
             avail = len(data) - pos
-            want = self._want
+            want = self.want
             if not want:
                 if not avail:
                     if not self._more:
@@ -108,7 +116,7 @@ class Framer:
                     continue
                 if self._block is not None:
                     self._head = 0
-                    want = self._want = self._block
+                    want = self.want = self._block
                 else:
                     want = self._parse_header(data, pos)
                     if not want:
@@ -119,15 +127,15 @@ class Framer:
             if avail >= want:
                 end = pos + want
                 payload = data[pos + self._head : end]
-                self._size -= want
-                self._want = 0
+                self.size -= want
+                self.want = 0
                 if end == len(data):
                     self._data = b""
                     self._pos = 0
                 else:
                     self._pos = end
                 return payload
-            if self._size < want:
+            if self.size < want:
                 return None
             self._join()
 
@@ -144,7 +152,7 @@ class Framer:
     def _parse_header(self, data: bytes, pos: int) -> int:
         """Parse the length header at ``pos``; return header + payload octets, or 0 if the
         header is not complete in ``data`` yet.  Raises on a malformed or too large length."""
-        digits = self._digits
+        digits = self.digits
         nul = data.find(b"\0", pos, pos + digits + 1)
         if nul < 0:
             head = data[pos : pos + digits + 1]
@@ -154,22 +162,22 @@ class Framer:
                 self.reset()
                 raise RecordTooLong(
                     f"{self._owner}: length prefix of more than {digits} digits "
-                    f"({head.decode()}...) exceeds the limit of {self._max_frame} octets"
+                    f"({head.decode()}...) exceeds the limit of {self.max_frame} octets"
                 )
             return 0
         head = data[pos:nul]
         if not head.isdigit():
             self._bogus(head)
         length = int(head)
-        if length > self._max_frame:
+        if length > self.max_frame:
             self.reset()
             raise RecordTooLong(
                 f"{self._owner}: frame of {length} octets exceeds the limit "
-                f"of {self._max_frame} octets"
+                f"of {self.max_frame} octets"
             )
         self._head = nul + 1 - pos
-        self._want = self._head + length
-        return self._want
+        self.want = self._head + length
+        return self.want
 
     def _bogus(self, head: bytes) -> None:
         self.reset()

@@ -125,13 +125,17 @@ class Reference(Filter[Any]):
 
     __slots__ = (
         "_compress",
+        "_digits",
         "_dumps",
         "_framer",
         "_held",
         "_loads",
         "_max_buffer",
+        "_max_frame",
         "_no_fatals",
         "_params",
+        "_plain",
+        "_text",
     )
 
     def __init__(self, *args: Any, **params: Any) -> None:
@@ -147,9 +151,15 @@ class Reference(Filter[Any]):
         self._max_buffer = params.max_buffer
         # NoFatals errors met while buffering, returned as the next records.
         self._held: list[FilterError] = []
+        # True once the serializer's dumps returned str (json): put() encodes it.
+        self._text = False
         # The header counts against MaxBuffer too: a frame is at most MaxBuffer octets.
         max_frame = max(0, params.max_buffer - len(str(params.max_buffer)) - 1)
         self._framer = Framer("Reference", max_buffer=params.max_buffer, max_frame=max_frame)
+        # For get()'s fast path: no compression, and where to look for a header's NUL.
+        self._plain = not params.compression
+        self._max_frame = max_frame
+        self._digits = self._framer.digits + 1
 
     def clone(self) -> Self:
         """Return a filter with the same serializer and limits and an empty buffer."""
@@ -192,7 +202,84 @@ class Reference(Filter[Any]):
 
         Parses each chunk as it is buffered, so only one partial frame is ever held.
         """
+        if self._plain and type(chunks) is list and len(chunks) == 1:
+            # The common case, one read at a time (a wheel reading a worker's replies):
+            # parse it in place, after the partial frame the last read left, if any.
+            data = chunks[0]
+            framer = self._framer
+            if type(data) is bytes and self._error is None and not self._held:
+                if not framer.size:
+                    if len(data) <= self._max_buffer:
+                        return self._get_frames(data)
+                else:
+                    total = framer.size + len(data)
+                    if total <= self._max_buffer:
+                        if total < framer.want:
+                            # Still inside a large frame: buffer it, never rejoin it.
+                            framer.feed(chunks)
+                            return []
+                        return self._get_frames(framer.take() + data)
         return self._get_chunkwise(chunks)
+
+    def _get_frames(self, data: bytes) -> list[Any]:
+        """Thaw the complete frames at the start of ``data``; the rest takes the general path
+        (which reports whatever stopped this loop)."""
+        loads = self._loads
+        limit = self._digits
+        # One whole frame (a reply per read): four C calls find and check it.
+        head, nul, payload = data.partition(b"\0")
+        if (
+            nul
+            and len(head) < limit
+            and head.isdigit()
+            and int(head) == len(payload) <= self._max_frame
+        ):
+            try:
+                return [loads(payload)]
+            except Exception as exc:
+                error = self._thaw_error(exc, payload)
+                if self._no_fatals:
+                    return [error]
+                raise error from exc
+        find = data.find
+        size = len(data)
+        records: list[Any] = []
+        pos = 0
+        while pos < size:
+            nul = find(b"\0", pos, pos + limit)
+            if nul < 0:
+                break
+            head = data[pos:nul]
+            if not head.isdigit():
+                break
+            length = int(head)
+            end = nul + 1 + length
+            if end > size or length > self._max_frame:
+                break
+            payload = data[nul + 1 : end]
+            pos = end
+            try:
+                records.append(loads(payload))
+            except Exception as exc:
+                error = self._thaw_error(exc, payload)
+                if self._no_fatals:
+                    records.append(error)
+                    continue
+                self._framer.feed((data[pos:],))  # cannot overflow: data fits in MaxBuffer
+                if not records:
+                    raise error from exc
+                self._error = error
+                return records
+        if pos == size:
+            return records
+        try:
+            rest = self._get_chunkwise((data[pos:],))
+        except Exception as exc:
+            if not records:
+                raise
+            self._error = exc
+            return records
+        return records + rest if records else rest
 
     def _thaw(self, payload: bytes) -> Any:
         try:
@@ -204,14 +291,18 @@ class Reference(Filter[Any]):
                 return exc
             raise
         except Exception as exc:
-            error = FilterError(
-                f"Reference: cannot thaw a frame of {len(payload)} octets "
-                f"({type(exc).__name__}: {exc})"
-            )
+            error = self._thaw_error(exc, payload)
             if self._no_fatals:
-                error.__cause__ = exc
                 return error
             raise error from exc
+
+    @staticmethod
+    def _thaw_error(exc: Exception, payload: bytes) -> FilterError:
+        error = FilterError(
+            f"Reference: cannot thaw a frame of {len(payload)} octets ({type(exc).__name__}: {exc})"
+        )
+        error.__cause__ = exc
+        return error
 
     def _inflate(self, payload: bytes) -> bytes:
         """zlib-decompress ``payload``, to at most ``MaxBuffer`` octets."""
@@ -241,12 +332,27 @@ class Reference(Filter[Any]):
         Any object the serializer takes is a record (POE requires references); a serializer
         error (an unpicklable object, a set given to json) propagates unchanged.
         """
-        dumps = self._dumps
+        if type(records) is not tuple and type(records) is not list:
+            records = list(records)
+        if self._plain and not self._text:
+            dumps = self._dumps
+            try:
+                # %b refuses str: a serializer returning text takes the loop below.
+                if len(records) == 1:
+                    payload = dumps(records[0])
+                    return [b"%d\0%b" % (len(payload), payload)]
+                return [b"%d\0%b" % (len(p), p) for p in map(dumps, records)]
+            except TypeError:
+                pass
         frames = []
         for record in records:
-            payload = dumps(record)
+            payload = self._dumps(record)
             if type(payload) is not bytes:
-                payload = payload.encode() if isinstance(payload, str) else bytes(payload)
+                if isinstance(payload, str):
+                    self._text = True
+                    payload = payload.encode()
+                else:
+                    payload = bytes(payload)
             if self._compress:
                 payload = zlib.compress(payload)
             frames.append(b"%d\0%b" % (len(payload), payload))
