@@ -227,9 +227,9 @@ class Reference(Filter[Any]):
         loads = self._loads
         limit = self._digits
         # One whole frame (a reply per read): four C calls find and check it.
-        head, nul, payload = data.partition(b"\0")
+        head, sep, payload = data.partition(b"\0")
         if (
-            nul
+            sep
             and len(head) < limit
             and head.isdigit()
             and int(head) == len(payload) <= self._max_frame
