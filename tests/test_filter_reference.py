@@ -215,37 +215,59 @@ def test_truncated_frame_is_only_pending() -> None:
     assert ref.get_pending() == [b'10\0{"a":']
 
 
-def test_error_after_good_frames_comes_on_the_next_call() -> None:
+def reads(chunks: list[bytes], joined: bool) -> list[bytes]:
+    """The chunks as they are, or as one read (get's in-place path)."""
+    return [b"".join(chunks)] if joined else chunks
+
+
+JOINED = pytest.mark.parametrize("joined", [False, True], ids=["several reads", "one read"])
+
+
+@JOINED
+def test_error_after_good_frames_comes_on_the_next_call(joined: bool) -> None:
     ref = Reference(Serializer=json)
-    assert ref.get([b"1\x001", b"1\x002xyz\0", b"1\x003"]) == [1, 2]
+    assert ref.get(reads([b"1\x001", b"1\x002xyz\0", b"1\x003"], joined)) == [1, 2]
     assert ref._deferred is not None  # the wheels ask again at once
     with pytest.raises(FilterError, match="bogus"):
         ref.get([])
     assert ref._deferred is None
-    # The chunk behind the error was kept, not parsed: it is parsed now.
-    assert ref.get([]) == [3]
+    # What came behind the error is dropped with the buffer (the stream is out of step)
+    # when it came in the same read; a later read is kept, and parsed now.
+    assert ref.get([]) == ([] if joined else [3])
 
 
-def test_thaw_error_consumes_only_its_frame() -> None:
+@JOINED
+def test_thaw_error_consumes_only_its_frame(joined: bool) -> None:
     ref = Reference(Serializer=json)
-    assert ref.get([b"1\x001", b"3\x00{{{", b"1\x002"]) == [1]
+    assert ref.get(reads([b"1\x001", b"3\x00{{{", b"1\x002"], joined)) == [1]
     with pytest.raises(FilterError, match=r"cannot thaw a frame of 3 octets \(JSONDecodeError"):
         ref.get([])
     assert ref.get([]) == [2]
 
 
-def test_thaw_error_raised_first_keeps_the_rest() -> None:
+@JOINED
+def test_thaw_error_raised_first_keeps_the_rest(joined: bool) -> None:
     ref = Reference()
     with pytest.raises(FilterError, match="cannot thaw") as info:
-        ref.get([b"3\0abc2\x00N."])  # not a pickle, then pickle's None
+        ref.get(reads([b"3\0abc", b"2\x00N."], joined))  # not a pickle, then pickle's None
     assert isinstance(info.value.__cause__, pickle.UnpicklingError)
     assert ref.get([]) == [None]
 
 
-def test_no_fatals_turns_errors_into_records() -> None:
+def test_thaw_error_of_a_lone_frame() -> None:
+    ref = Reference()
+    with pytest.raises(FilterError, match="cannot thaw a frame of 3 octets"):
+        ref.get([b"3\0abc"])
+    assert ref.get_pending() is None
+    (error,) = Reference(NoFatals=True).get([b"3\0abc"])
+    assert isinstance(error, FilterError)
+
+
+@JOINED
+def test_no_fatals_turns_errors_into_records(joined: bool) -> None:
     # POE: the text of $@ becomes the record.  Here: the FilterError itself.
     ref = Reference(Serializer=json, NoFatals=True)
-    got = ref.get([b"1\x001", b"3\x00{{{", b"1\x002"])
+    got = ref.get(reads([b"1\x001", b"3\x00{{{", b"1\x002"], joined))
     assert got[0] == 1
     assert isinstance(got[1], FilterError)
     assert "cannot thaw" in str(got[1])
