@@ -120,7 +120,7 @@ class Reference(Filter[Any]):
     * ``MaxBuffer``: unparsed octets the filter may hold, so the largest frame; default
       64 MiB (POE: 512 MiB).  A length over it is refused before its payload arrives.
 
-    .. danger::
+    Danger:
         The default serializer, pickle, runs code of the sender's choosing when it reads a
         frame.  Use it only between processes that trust each other (a daemon and its
         workers); give every other peer ``Serializer=json`` (or another data-only format).
