@@ -86,7 +86,9 @@ def test_block_output(params: dict[str, Any], records: list[Any], chunks: list[b
     blocks=st.lists(st.binary(max_size=40), max_size=8),
     cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=10),
 )
-def test_random_splits_round_trip(params: dict[str, Any], blocks: list[bytes], cuts: list[int]) -> None:
+def test_random_splits_round_trip(
+    params: dict[str, Any], blocks: list[bytes], cuts: list[int]
+) -> None:
     stream = b"".join(Block(**params).put(blocks))
     points = sorted({min(cut, len(stream)) for cut in cuts})
     chunks = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]

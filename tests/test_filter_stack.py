@@ -164,9 +164,7 @@ def test_grep_get_and_put() -> None:
 
 
 def json_lines() -> Stackable:
-    return Stackable(
-        Filters=[Line(Literal="\n"), Map(Get=json.loads, Put=lambda r: json.dumps(r))]
-    )
+    return Stackable(Filters=[Line(Literal="\n"), Map(Get=json.loads, Put=lambda r: json.dumps(r))])
 
 
 STACKS: dict[str, tuple[Callable[[], Stackable], list[bytes], list[Any], list[Any] | None]] = {
@@ -335,15 +333,15 @@ def test_stack_errors() -> None:
     with pytest.raises(ParameterError, match=r"Filters \[1\] is not a filter"):
         Stackable(Filters=[Line(), "Map"])
     stack = Stackable(Filters=[Line()])
-    with pytest.raises(TypeError, match="Stackable.push: argument 0 is not a filter"):
+    with pytest.raises(TypeError, match=r"Stackable\.push: argument 0 is not a filter"):
         stack.push(None)
-    with pytest.raises(TypeError, match="Stackable.unshift: argument 1 is not a filter"):
+    with pytest.raises(TypeError, match=r"Stackable\.unshift: argument 1 is not a filter"):
         stack.unshift(Line(), object())
     assert stack.filter_types() == [Line]
     stack.shift()
-    with pytest.raises(IndexError, match="Stackable.shift: the stack is empty"):
+    with pytest.raises(IndexError, match=r"Stackable\.shift: the stack is empty"):
         stack.shift()
-    with pytest.raises(IndexError, match="Stackable.pop: the stack is empty"):
+    with pytest.raises(IndexError, match=r"Stackable\.pop: the stack is empty"):
         stack.pop()
 
 

@@ -38,7 +38,7 @@ from kernelish.filters._base import Filter
 
 __all__ = ["Stackable", "StackableParams"]
 
-_METHODS = ("get_one_start", "get_one", "put", "get_pending", "clone")
+_METHODS = ("get_one_start", "get_one", "get", "put", "get_pending", "clone")
 
 
 def _is_filter(obj: Any) -> bool:
