@@ -407,3 +407,18 @@ def test_every_new_filter_is_a_filter() -> None:
     for cls in (Block, Grep, Map, RecordBlock, Reference, Stackable, Stream):
         assert issubclass(cls, Filter)
     assert issubclass(FilterError, ValueError)
+
+
+def test_input_given_with_a_waiting_error_is_kept() -> None:
+    def explode(record: str) -> str:
+        if record == "bad":
+            raise ValueError("bad record")
+        return record.upper()
+
+    stack = Stackable(Filters=[Line(Literal="\n"), Map(Code=explode), RecordBlock(BlockSize=5)])
+    assert stack.get([b"a\nb\n"]) == []
+    stack.pop()  # "A", "B" become the stack's next records
+    assert stack.get([b"bad\nc\n"]) == ["A", "B"]  # the stack's own error waits
+    with pytest.raises(ValueError, match="bad record"):
+        stack.get([b"d\n"])  # raised, and "d" kept
+    assert stack.get([]) == ["C", "D"]

@@ -112,7 +112,7 @@ class Reference(Filter[Any]):
       default, Storable's part), the ``json`` module, an instance of your own --, the name of
       such a module (``'json'``), a ``(dumps, loads)`` pair, or an object with POE's
       ``nfreeze``/``freeze`` and ``thaw``.  ``dumps`` may return ``str`` (sent as UTF-8);
-      ``loads`` is given ``bytes``.
+      ``loads`` is given ``bytes`` (the ``json`` module: the text, decoded from UTF-8).
     * ``Compression``: zlib-compress each frame's payload (POE's Compress::Zlib ``compress``,
       the same octets).
     * ``NoFatals``: a frame that cannot be read becomes a record -- the :class:`FilterError`

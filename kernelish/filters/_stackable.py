@@ -128,9 +128,9 @@ class Stackable(Filter[Any]):
 
     def get(self, chunks: Iterable[Any]) -> list[Any]:
         """Pass ``chunks`` up through every filter's ``get``; return the last one's records."""
-        if self._ready or not self._filters:
+        if self._ready or not self._filters or self._error is not None:
+            # Records or an error waiting: buffer the input, then deliver in order.
             return super().get(chunks)
-        self._raise_deferred()
         data: Any = chunks
         for filt in self._filters:
             data = filt.get(data)
