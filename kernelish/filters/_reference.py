@@ -52,6 +52,10 @@ def _methods(obj: Any) -> tuple[Dumps, Loads] | None:
     return None
 
 
+def _json_dumps(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
 def _json_loads(data: bytes) -> Any:
     # JSON between systems is UTF-8 (RFC 8259); json.loads(bytes) would first guess among
     # UTF-8, -16 and -32 in Python code, a third of its time for a small message.
@@ -63,7 +67,7 @@ def _resolve_serializer(value: Any) -> tuple[Dumps, Loads]:
     if value is None:
         return pickle.dumps, pickle.loads
     if value is json or (isinstance(value, str) and value == "json"):
-        return json.dumps, _json_loads
+        return _json_dumps, _json_loads
     if isinstance(value, str):
         # POE takes a package name ('Storable', 'YAML'); here a module name ('json').
         try:
