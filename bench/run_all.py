@@ -40,6 +40,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         ["--seconds", "1", "--repeats", "1", "--samples", "50"],
     ),
     "imports": (["--repeats", "7"], ["--repeats", "3"]),
+    "filters": (["--repeats", "5"], ["--repeats", "2", "--messages", "5000"]),
 }
 
 #: What bounds a target when it is missed (the suite's own profiles are
@@ -160,6 +161,12 @@ BOUNDS = {
         "pipe, ID) adds about 155 pages and `become_child` up to "
         "`daemon_child` about 130 more. `gc.freeze()` before fork keeps the "
         "collector off the parent's objects."
+    ),
+    "filters": (
+        "Per message, `Reference` checks its state, finds and checks the decimal length "
+        "(`partition`, `isdigit`, `int`) and slices the payload: a few hundred nanoseconds of "
+        "Python around `pickle.loads` and `pickle.dumps`, where `Connection` pays for "
+        "`ForkingPickler`'s BytesIO and a second `read` per message."
     ),
 }
 
@@ -318,6 +325,7 @@ SECTIONS = [
     ("latency", "Fork latency", "pools"),
     ("memory", "Idle pre-forked child", "pools"),
     ("imports", "Import time", "imports"),
+    ("filters", "Reference filter", "filters"),
 ]
 
 

@@ -26,7 +26,10 @@ KERNEL_NAMES = [
 #: this list.  A module that does not import yet is skipped, not failed.
 OTHER_EXPORTS: list[tuple[str, list[str]]] = [
     ("kernelish.wheels", ["SocketFactory", "ReadWrite"]),
-    ("kernelish.filters", ["Line", "Stream"]),
+    (
+        "kernelish.filters",
+        ["Line", "Stream", "Reference", "Block", "RecordBlock", "Stackable", "Map", "Grep"],
+    ),
     ("kernelish.drivers", ["SysRW"]),
     ("kernelish.components.daemon", ["DaemonComponent", "Daemon", "Scoreboard", "DaemonConfig"]),
 ]

@@ -485,6 +485,18 @@ class Line(Filter[str | bytes]):
             f"Line: unterminated record of {pending} octets exceeds MaxLength ({self._max_length})"
         )
 
+    @property
+    def _deferred(self) -> Exception | None:
+        """The overlong-line error ``get`` holds back behind records it returned, or None.
+
+        ReadWrite asks again at once when this is set, so the error is reported without
+        waiting for the peer's next read.
+        """
+        for item in self._ready:
+            if isinstance(item, RecordTooLong):
+                return item
+        return None
+
     def get_pending(self) -> list[bytes] | None:
         """Return ``[unparsed octets]`` or ``None`` (POE::Filter::Line::get_pending).
 
