@@ -151,7 +151,7 @@ def test_block_size_buffer_is_bounded() -> None:
 def test_error_after_good_blocks_comes_on_the_next_call() -> None:
     block = Block()
     assert block.get([b"1\x00a1\x00bzz"]) == [b"a", b"b"]
-    assert block._deferred is not None
+    assert block.deferred_error is not None
     with pytest.raises(FilterError, match="bogus"):
         block.get([])
 

@@ -231,10 +231,10 @@ JOINED = pytest.mark.parametrize("joined", [False, True], ids=["several reads", 
 def test_error_after_good_frames_comes_on_the_next_call(joined: bool) -> None:
     ref = Reference(Serializer=json)
     assert ref.get(reads([b"1\x001", b"1\x002xyz\0", b"1\x003"], joined)) == [1, 2]
-    assert ref._deferred is not None  # the wheels ask again at once
+    assert ref.deferred_error is not None  # the wheels ask again at once
     with pytest.raises(FilterError, match="bogus"):
         ref.get([])
-    assert ref._deferred is None
+    assert ref.deferred_error is None
     # What came behind the error is dropped with the buffer (the stream is out of step)
     # when it came in the same read; a later read is kept, and parsed now.
     assert ref.get([]) == ([] if joined else [3])

@@ -377,7 +377,7 @@ def test_a_duck_typed_filter_can_be_stacked() -> None:
 def test_stack_error_behind_records_is_reported_next_call() -> None:
     stack = Stackable(Filters=[Line(Literal="\n", MaxLength=10), Map(Code=str.upper)])
     assert stack.get([b"ok\n" + b"x" * 20 + b"\nlater\n"]) == ["OK"]
-    assert stack._deferred is not None
+    assert stack.deferred_error is not None
     with pytest.raises(RecordTooLong):
         stack.get([])
     assert stack.get([]) == ["LATER"]

@@ -46,14 +46,14 @@ class Filter(ABC, Generic[R]):
 
     An error found behind complete records does not lose them: ``get`` returns the records
     before it and the error is raised by the next ``get`` or ``get_one`` (the wheels ask again
-    at once when ``_deferred`` is set, so the error is reported without waiting for input).
+    at once when ``deferred_error`` is set, so the error is reported without waiting for input).
     """
 
     #: The error the next ``get``/``get_one`` raises (see the class notes); None if none.
     _error: Exception | None = None
 
     @property
-    def _deferred(self) -> Exception | None:
+    def deferred_error(self) -> Exception | None:
         """The error held back behind records already returned, or None (read by the wheels)."""
         return self._error
 

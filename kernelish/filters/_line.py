@@ -486,7 +486,7 @@ class Line(Filter[str | bytes]):
         )
 
     @property
-    def _deferred(self) -> Exception | None:
+    def deferred_error(self) -> Exception | None:
         """The overlong-line error ``get`` holds back behind records it returned, or None.
 
         ReadWrite asks again at once when this is set, so the error is reported without

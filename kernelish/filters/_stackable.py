@@ -87,11 +87,11 @@ class Stackable(Filter[Any]):
         return type(self)(Filters=[f.clone() for f in self._filters])
 
     @property
-    def _deferred(self) -> Exception | None:
+    def deferred_error(self) -> Exception | None:
         if self._error is not None:
             return self._error
         for filt in self._filters:
-            error = getattr(filt, "_deferred", None)
+            error = filt.deferred_error
             if error is not None:
                 return error  # type: ignore[no-any-return]
         return None

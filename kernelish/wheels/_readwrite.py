@@ -309,7 +309,7 @@ class ReadWrite(Wheel):
             return
         if records:
             self._deliver(filt, records, chunks, before)
-            if getattr(filt, "_deferred", None) is not None and self._in_filter is filt:
+            if filt.deferred_error is not None and self._in_filter is filt:
                 # Line defers an overlong line found behind complete ones.
                 self._parse_rest(filt)
 
