@@ -534,11 +534,7 @@ class Dispatcher:
             return
         name = event.name
         if etype & (ET_ALARM | ET_DEFERRED):
-            named = dest._timers_by_name.get(name)
-            if named is not None:
-                named.pop(event.id, None)
-                if not named:
-                    del dest._timers_by_name[name]
+            dest._unfile_timer(name, event.id)
         if etype & ET_DEFERRED:
             self.run_callable(dest, args[0])
             return
@@ -622,6 +618,7 @@ class Dispatcher:
                         dispatch(event)
                     else:
                         if etype == ET_ALARM:
+                            # Node._unfile_timer, inlined.
                             named = dest._timers_by_name.get(name)
                             if named is not None:
                                 named.pop(event.id, None)

@@ -6,7 +6,9 @@ Linux only, as the rest of the Daemon (epoll, ``prctl``, ``/proc``).
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import select
 import selectors
 from typing import Any
@@ -14,6 +16,8 @@ from typing import Any
 __all__ = ["KernelSelector", "make_exclusive", "new_selector"]
 
 _EVENT_READ = selectors.EVENT_READ
+
+log = logging.getLogger("kernelish")
 
 _EPOLLEXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
 
@@ -30,7 +34,8 @@ def make_exclusive(selector: selectors.BaseSelector, fd: int) -> None:
     try:
         epoll.unregister(fd)
         epoll.register(fd, select.EPOLLIN | _EPOLLEXCLUSIVE)
-    except OSError:
+    except OSError as exc:
+        log.debug("%d: fd %d stays non-exclusive: %s", os.getpid(), fd, exc)
         epoll.register(fd, select.EPOLLIN)
 
 

@@ -82,6 +82,15 @@ class Node:
     def _refcount(self) -> int:
         return self._refs + (self._to > 0) + (self._from > 0)
 
+    def _unfile_timer(self, name: str, event_id: int) -> None:
+        """Forget a timer of this session by name (it fired or was removed);
+        the dispatch loop keeps an inlined copy."""
+        named = self._timers_by_name.get(name)
+        if named is not None:
+            named.pop(event_id, None)
+            if not named:
+                del self._timers_by_name[name]
+
 
 class Session(Node):
     """A POE session (port of POE::Session): states, a heap, and a life.

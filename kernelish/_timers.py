@@ -74,12 +74,7 @@ class Timers:
     def remove(self, event: Event) -> None:
         """Take a queued timer out, releasing its session."""
         self._queue.cancel_timer(event)
-        by_name = event.dest._timers_by_name
-        named = by_name.get(event.name)
-        if named is not None:
-            named.pop(event.id, None)
-            if not named:
-                del by_name[event.name]
+        event.dest._unfile_timer(event.name, event.id)
         self._core.table.release(event)
 
     def _move(self, event: Event, due: float) -> Event:

@@ -425,7 +425,7 @@ class Watchers:
             try:
                 selector.unregister(watch.fd)
             except (KeyError, ValueError, OSError):
-                pass
+                pass  # it was never registered: logged above
             mask = 0
         watch.mask = mask
 
@@ -438,8 +438,8 @@ class Watchers:
             if watch.mask:  # leave the main epoll set for the standing one
                 try:
                     selector.unregister(watch.fd)
-                except (KeyError, ValueError, OSError):
-                    pass
+                except (KeyError, ValueError, OSError) as exc:
+                    log.debug("%d: fd %d left the main set: %s", os.getpid(), watch.fd, exc)
                 watch.mask = 0
             watch.exclusive = True
             self._update_mask(watch)

@@ -115,16 +115,26 @@ def test_two_listeners_one_paused_one_accepting() -> None:
     poe_kernel.run()
 
 
-def test_accept_batch_one_accepts_one_per_readiness() -> None:
+@pytest.mark.parametrize(("batch", "per_slice"), [(1, [1, 1, 1]), (16, [3])])
+def test_accept_batch_is_the_most_accepts_per_readiness(batch: int, per_slice: list[int]) -> None:
+    """Three connections wait in the backlog: with AcceptBatch=1 (POE's own
+    behaviour) each timeslice's readiness accepts one; with the default
+    batch one readiness accepts all three."""
     log: list[tuple[Any, ...]] = []
-    s = listener_session(log, BindAddress="127.0.0.1", AcceptBatch=1)
+    s = listener_session(log, BindAddress="127.0.0.1", AcceptBatch=batch)
     port = s.heap["factory"].getsockname()[1]
+    poe_kernel.run_one_timeslice()  # the session's GC marker: nothing to accept yet
     clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+    accepted = []
     try:
-        run_until(lambda: len(log) == 4, what="three SuccessEvents")
+        for _i in per_slice:
+            before = len(log)
+            poe_kernel.run_one_timeslice()  # one poll: the listener is ready
+            accepted.append(len(log) - before)
     finally:
         for c in clients:
             c.close()
+    assert accepted == per_slice
     del s.heap["factory"]
     poe_kernel.run()
 
