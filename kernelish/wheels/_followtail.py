@@ -67,22 +67,19 @@ from pydantic import Field, field_validator, model_validator
 from .._params import ParameterError, Params, parse_params
 from .._select import fileno_of
 from ..drivers import Driver, SysRW
-from ..filters import Filter, FilterError, Line, RecordTooLong
-from ._base import MODE_READ, Wheel
+from ..filters import Filter, Line
+from ._base import MODE_READ
 from ._tailfile import TailedFile, open_followed, start_offset
+from ._tailreader import PASS_BUDGET, TailReader
 
 __all__ = ["FollowTail", "FollowTailParams"]
 
-#: Octets one dispatch pass reads before letting other events run.
-_PASS_BUDGET = 1 << 20
 #: Retired files kept open at most (the oldest is closed first).
 _MAX_RETIRED = 8
 #: A retired file is closed once it has not grown for this many polls...
 _QUIET_POLLS = 5
 #: ... and at least this many seconds.
 _QUIET_FLOOR = 1.0
-#: Bound on the filter calls one chunk may take (errors, held records).
-_FILTER_ROUNDS = 64
 
 
 def _check_filename(value: Any) -> Any:
@@ -135,7 +132,7 @@ def _refuse(message: str, *names: str) -> ParameterError:
     return ParameterError(f"FollowTail: {message}", owner="FollowTail", params=names)
 
 
-class FollowTail(Wheel):
+class FollowTail(TailReader):
     """Follow the end of a file, by name or by handle (port of
     POE::Wheel::FollowTail).
 
@@ -151,25 +148,17 @@ class FollowTail(Wheel):
     """
 
     __slots__ = (
-        "_active",
-        "_block",
-        "_budget",
         "_current",
-        "_driver",
-        "_error_event",
-        "_filter",
         "_follow_symlinks",
         "_grace",
         "_handle",
         "_idle_event",
-        "_input_event",
         "_interval",
         "_last_error",
         "_path",
         "_reset_event",
         "_retired",
         "_selecting",
-        "_stopped",
         "_timer",
     )
 
@@ -185,22 +174,18 @@ class FollowTail(Wheel):
             opened = self._open_at_start(p.filename)
         else:
             opened = self._check_handle_at_start(p)
-        super().__init__()
-        self._filter: Filter[Any] = p.filter if p.filter is not None else Line()
-        self._driver: Driver = p.driver if p.driver is not None else SysRW()
-        # Non-zero for a plain SysRW, whose reads are inlined as pread().
-        self._block = self._driver.block_size if type(self._driver) is SysRW else 0
+        super().__init__(
+            p.filter if p.filter is not None else Line(),
+            p.driver if p.driver is not None else SysRW(),
+            p.input_event,
+        )
         self._interval = p.poll_interval
         self._grace = max(_QUIET_FLOOR, _QUIET_POLLS * p.poll_interval)
-        self._input_event: str = p.input_event
         self._reset_event = p.reset_event
         self._error_event = p.error_event
         self._idle_event = p.idle_event
         self._retired: list[TailedFile] = []
         self._timer: int | None = None
-        self._stopped = False
-        self._budget = 0
-        self._active = False
         if p.handle is not None:
             self.hold(p.handle)
         if opened is not None:
@@ -213,7 +198,7 @@ class FollowTail(Wheel):
             self._current = TailedFile(fd, st, start, owned=p.handle is None)
             self._current.prime()
             if p.seek is None and p.seek_back is None:
-                self._resync(self._current)
+                self._skip_records(self._current)
         # POE: the first poll comes at once (``delay(..., 0)``).
         self._timer = self.defer(FollowTail._poll, 0.0)
 
@@ -253,35 +238,6 @@ class FollowTail(Wheel):
             raise _refuse(f"{name} needs a regular file; Handle is a pipe, socket or device", name)
         return fd, st
 
-    # -- the start ------------------------------------------------------------------
-
-    def _resync(self, tailed: TailedFile) -> None:
-        """POE's start without Seek: read to the end, through the filter,
-        and throw the complete records away (the partial last one stays in
-        the filter, to be completed by what is appended)."""
-        filt = self._filter
-        self._budget = _PASS_BUDGET
-        while self._budget > 0:
-            try:
-                data = self._read_block(tailed, self._block or _PASS_BUDGET)
-            except OSError:
-                return  # the first poll reads again and reports it
-            if not data:
-                return
-            tailed.advance(data)
-            self._budget -= len(data)
-            chunks: tuple[bytes, ...] = (data,)
-            for _ in range(_FILTER_ROUNDS):
-                try:
-                    records = filt.get(chunks)
-                except FilterError:
-                    records = [None]  # ask again: records may follow the error
-                chunks = ()
-                if not records:
-                    break
-            if self._block and len(data) < self._block:
-                return
-
     # -- polling ------------------------------------------------------------------
 
     def _poll(self) -> None:
@@ -289,7 +245,9 @@ class FollowTail(Wheel):
         nothing happened.  The next poll is armed first, so a handler's
         exception never ends the following."""
         self._timer = self.defer(FollowTail._poll, self._interval)
-        self._budget = _PASS_BUDGET
+        if self._held:
+            self._deliver_held()
+        self._budget = PASS_BUDGET
         self._active = False
         now = time.monotonic()
         if self._retired:
@@ -413,39 +371,7 @@ class FollowTail(Wheel):
                 tailed.close()
         self._retired = kept
 
-    # -- reading --------------------------------------------------------------------
-
-    def _read_block(self, tailed: TailedFile, want: int) -> bytes:
-        """One read at the file's offset: ``pread`` for SysRW, else the
-        driver's ``get`` after a seek."""
-        if self._block:
-            return os.pread(tailed.fd, want, tailed.pos)
-        os.lseek(tailed.fd, tailed.pos, os.SEEK_SET)
-        got = self._driver.get(tailed.fd)
-        return b"".join(got) if got else b""
-
-    def _read(self, tailed: TailedFile) -> bool:
-        """Read ``tailed`` until its end, delivering every record; False if
-        the pass's budget ran out first."""
-        block = self._block or _PASS_BUDGET
-        while self._budget > 0:
-            want = min(block, self._budget)
-            try:
-                data = self._read_block(tailed, want)
-            except OSError as exc:
-                self._read_failed(tailed, exc)
-                return True
-            if not data:
-                return True
-            tailed.advance(data)
-            self._budget -= len(data)
-            self._active = True
-            self._parse((data,))
-            if self._stopped:
-                return True
-            if self._block and len(data) < want:
-                return True
-        return False
+    # -- errors ----------------------------------------------------------------------
 
     def _read_failed(self, tailed: TailedFile, exc: OSError) -> None:
         """A read error: a retired file is dropped; on the followed file
@@ -455,41 +381,6 @@ class FollowTail(Wheel):
         else:
             tailed.close()
         self.emit(self._error_event, "read", exc.errno or 0, exc.strerror or str(exc), self._id)
-
-    def _parse(self, chunks: tuple[bytes, ...]) -> None:
-        """Hand ``chunks`` to the filter and deliver its records; a filter
-        error (an overlong line) is reported and the following goes on (the
-        Line filter resynchronises at the next line)."""
-        filt = self._filter
-        for _ in range(_FILTER_ROUNDS):
-            try:
-                records = filt.get(chunks)
-            except FilterError as exc:
-                exc.__traceback__ = None  # no cycle through this frame
-                self._filter_failed(exc)
-                chunks = ()
-                continue
-            if not records:
-                return
-            self._deliver(records)
-            # A filter may hold records back behind an error it raises on
-            # its next call (Line): ask again until it has nothing.
-            chunks = ()
-
-    def _deliver(self, records: list[Any]) -> None:
-        session = self.session
-        if session is None:
-            return
-        deliver = self._kernel.deliver
-        wheel_id = self._id
-        for record in records:
-            deliver(session, self._input_event, (record, wheel_id))
-
-    def _filter_failed(self, exc: FilterError) -> None:
-        if isinstance(exc, RecordTooLong):
-            self.emit(self._error_event, "read", errno.EMSGSIZE, "record too long", self._id)
-        else:
-            self.emit(self._error_event, "read", exc.errno, str(exc), self._id)
 
     def _report(self, operation: str, exc: OSError) -> None:
         """ErrorEvent for an ``open`` / ``stat`` error, once until it changes."""
@@ -517,6 +408,8 @@ class FollowTail(Wheel):
         self.watch(current.fd, MODE_READ, FollowTail._on_readable)
 
     def _on_readable(self) -> None:
+        if self._held:
+            self._deliver_held()
         current = self._current
         if current is None:
             return
