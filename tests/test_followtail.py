@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +76,13 @@ def test_without_seek_a_big_file_is_not_replayed(tmp_path: Path) -> None:
 
 def test_every_poll_drains_all_complete_records(tmp_path: Path) -> None:
     """30,000 lines (1.4 MB: past the 64 kB block and the 1 MiB pass
-    budget) appended at once all come before the next IdleEvent."""
+    budget) appended at once all come within one poll interval (POE reads
+    one block per dispatch), and before the next IdleEvent."""
     log = tmp_path / "log"
     log.write_bytes(b"")
     lines = [f"line {i:06d} {'x' * 30}" for i in range(30_000)]
     seen_at_idle: list[int] = []
+    times: list[float] = []
 
     def on_idle(_: HandlerArgs) -> None:
         seen_at_idle.append(len(tail.lines))
@@ -87,10 +90,17 @@ def test_every_poll_drains_all_complete_records(tmp_path: Path) -> None:
             with log.open("a") as f:
                 f.write("".join(line + "\n" for line in lines))
 
-    tail = Tail(Filename=str(log), on_idle=on_idle, PollInterval=0.2)
+    def on_input(_: HandlerArgs) -> None:
+        if len(times) < 2:
+            times.append(time.monotonic())
+        else:
+            times[1] = time.monotonic()
+
+    tail = Tail(Filename=str(log), on_idle=on_idle, on_input=on_input, PollInterval=0.5)
     tail.wait_for(lambda: len(seen_at_idle) >= 2, "two idle polls")
     assert seen_at_idle[:2] == [0, 30_000]
     assert tail.lines == lines
+    assert times[1] - times[0] < 0.5
 
 
 def test_a_backlog_does_not_stall_other_sessions(tmp_path: Path) -> None:
