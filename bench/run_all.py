@@ -40,6 +40,10 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         ["--seconds", "1", "--repeats", "1", "--samples", "50"],
     ),
     "imports": (["--repeats", "7"], ["--repeats", "3"]),
+    "tail": (
+        ["--lines", "500000", "--repeats", "3"],
+        ["--lines", "100000", "--repeats", "1", "--stamped", "150"],
+    ),
 }
 
 #: What bounds a target when it is missed (the suite's own profiles are
@@ -74,6 +78,16 @@ BOUNDS = {
         "The echo path is SocketFactory + ReadWrite + Line filter with one "
         "handler per line, against asyncio's Protocol whose `data_received` "
         "is called directly by the C-accelerated transport."
+    ),
+    "tail": (
+        "Throughput: one Python handler call per line through the kernel's "
+        "`deliver` (about 1 us of the 1.2-1.6 us a line costs, with the file "
+        "already written: `bench/tail.py` profiled), against a reader whose "
+        "line splitting is C (`for line in pipe`); the file is read with "
+        "pread(2) in 64 kB blocks and split by one `bytes.split` per block. "
+        "Latency: polling -- a line waits for the next poll, so p99 is about "
+        "PollInterval (p50 half of it) plus the pass that delivers it; "
+        "`tail -F` is woken by inotify."
     ),
     "prefork_r1000": (
         "CPU in the child, per connection: about 500 us against about 120 us "
@@ -318,6 +332,7 @@ SECTIONS = [
     ("latency", "Fork latency", "pools"),
     ("memory", "Idle pre-forked child", "pools"),
     ("imports", "Import time", "imports"),
+    ("tail", "FollowTail", "tail"),
 ]
 
 
