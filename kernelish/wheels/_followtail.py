@@ -31,9 +31,11 @@ Where POE 1.370 loses or repeats lines, we do not:
 * **Hard links and unlinking.**  POE takes a change of the link count for a
   reset, and reads the whole file again from 0: a backup tool's hard link
   repeats every line.  Only the inode and the size count here.
-* **Every poll drains the file**: reads until end of file, not one block
-  per poll, with a bound (1 MiB per dispatch pass, then the next pass goes
-  on at once) so that a huge backlog never stalls the other sessions.
+* **Every poll drains the file.**  POE reads one block per timer event and
+  re-arms a 0 s timer for the next, a trip through the queue per 64 kB; we
+  read to the end of the file in one pass, bounded (1 MiB per dispatch
+  pass, the next pass going on at once) so that a huge backlog never
+  stalls the other sessions.
 * **A path that disappears or becomes unreadable.**  POE waits for a
   missing path, silently waits when it cannot open it (EACCES), and stops
   for good on any other ``stat`` error.  We keep reading the open file while
@@ -477,6 +479,8 @@ class FollowTail(TailReader):
     def _forget_handles(self) -> None:
         current, self._current = self._current, None
         if current is not None:
+            if self._selecting and current.fd >= 0:
+                self.unwatch(current.fd, MODE_READ)  # before its fd is closed
             current.close()
         retired, self._retired = self._retired, []
         for tailed in retired:
