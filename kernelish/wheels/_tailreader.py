@@ -152,7 +152,7 @@ class TailReader(Wheel):
         session = self.session
         if session is None:
             return
-        deliver = self._kernel.deliver
+        deliver = self.kernel.deliver  # emit(), minus its checks per record
         wheel_id = self._id
         done = 0
         try:
