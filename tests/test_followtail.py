@@ -74,6 +74,22 @@ def test_without_seek_a_big_file_is_not_replayed(tmp_path: Path) -> None:
     tail.wait_lines(["new"])
 
 
+def test_a_relative_filename_survives_a_chdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Made absolute at construction: a daemon that chdirs to / after
+    making the wheel (the Daemon does when it detaches) follows the same file."""
+    monkeypatch.chdir(tmp_path)
+    Path("app.log").write_text("")
+    tail = Tail(Filename="app.log")
+    tail.idle_polls(1)
+    monkeypatch.chdir("/")
+    with (tmp_path / "app.log").open("a") as f:
+        f.write("still here\n")
+    tail.wait_lines(["still here"])
+    assert tail.errors() == []
+
+
 def test_every_poll_drains_all_complete_records(tmp_path: Path) -> None:
     """30,000 lines (1.4 MB: past the 64 kB block and the 1 MiB pass
     budget) appended at once all come in one poll (POE reads one block

@@ -93,7 +93,8 @@ def _check_filename(value: Any) -> Any:
         raise ValueError(f"must be a path (str, bytes or os.PathLike; got {value!r})") from None
     if not path or (b"\0" if isinstance(path, bytes) else "\0") in path:
         raise ValueError(f"must be a non-empty path without NUL (got {value!r})")
-    return path
+    # Absolute now: a daemon's later chdir("/") must not change the file.
+    return os.path.abspath(path)
 
 
 def _check_handle(value: Any) -> Any:
