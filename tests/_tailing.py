@@ -3,8 +3,10 @@ FollowTail tests."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from kernelish import HEAP, HandlerArgs
@@ -12,7 +14,7 @@ from kernelish.wheels import FollowTail
 
 from ._wheels import run_until, session
 
-__all__ = ["POLL", "Tail", "construct"]
+__all__ = ["POLL", "Tail", "construct", "fds_under"]
 
 #: The poll interval the tests use (POE's default is 1 s).
 POLL = 0.02
@@ -125,3 +127,18 @@ def construct(**params: Any) -> FollowTail:
     if failure:
         raise failure[0]
     return made[0]
+
+
+def fds_under(directory: Path) -> int:
+    """How many of this process's descriptors are open on files under
+    ``directory`` (from /proc: other tests' descriptors, closed by the
+    garbage collector at any time, do not count)."""
+    prefix = f"{directory}/"
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(prefix):
+                count += 1
+        except OSError:
+            continue
+    return count

@@ -21,8 +21,7 @@ from kernelish._params import ParameterError
 from kernelish.filters import Line
 from kernelish.wheels import FollowTail
 
-from ._support import open_fds
-from ._tailing import Tail, construct
+from ._tailing import Tail, construct, fds_under
 from ._wheels import run_until, session
 
 CONTENT = b"one\ntwo\nthr"
@@ -247,9 +246,9 @@ def test_a_fifo_by_name_is_read_when_readable_and_survives_its_writers(tmp_path:
         tail.wait_for(lambda text=text: text in tail.lines, f"{text!r} through the FIFO")
     assert tail.lines == ["first", "second"]
     assert tail.errors() == []
-    before = len(open_fds())
+    assert fds_under(tmp_path) == 1
     tail.drop()
-    assert len(open_fds()) == before - 1
+    assert fds_under(tmp_path) == 0
 
 
 # -- filters, handlers and events ------------------------------------------------------------
@@ -388,7 +387,6 @@ def test_a_directory_or_a_device_is_refused(tmp_path: Path) -> None:
 def test_dropping_the_wheel_closes_its_files_and_ends_its_session(tmp_path: Path) -> None:
     log = tmp_path / "log"
     log.write_bytes(b"a\n")
-    before = open_fds()
     stopped: list[bool] = []
 
     def start(_: HandlerArgs) -> None:
@@ -396,13 +394,13 @@ def test_dropping_the_wheel_closes_its_files_and_ends_its_session(tmp_path: Path
         _.kernel.delay("drop", 0.05)
 
     def drop(_: HandlerArgs) -> None:
-        assert len(open_fds()) == len(before) + 1
+        assert fds_under(tmp_path) == 1
         del _[HEAP]["wheel"]  # its poll timer and its file go with it
 
     session(_start=start, input=lambda _: None, drop=drop, _stop=lambda _: stopped.append(True))
     poe_kernel.run()
     assert stopped == [True]
-    assert open_fds() == before
+    assert fds_under(tmp_path) == 0
 
 
 def test_the_wheel_keeps_its_session_alive_while_it_polls(tmp_path: Path) -> None:

@@ -18,8 +18,7 @@ import pytest
 
 from kernelish._params import ParameterError
 
-from ._support import open_fds
-from ._tailing import Tail, construct
+from ._tailing import Tail, construct, fds_under
 
 
 def append(path: Path, text: str) -> None:
@@ -53,24 +52,22 @@ def test_rename_rotation_reads_the_old_file_to_its_end_first(tmp_path: Path) -> 
 def test_a_retired_file_is_closed_once_quiet(tmp_path: Path) -> None:
     log = tmp_path / "log"
     log.write_text("a\n")
-    baseline = len(open_fds())
     tail = Tail(Filename=str(log))  # PollInterval 0.02: grace is the 1 s floor
     tail.idle_polls(1)
-    assert len(open_fds()) == baseline + 1
+    assert fds_under(tmp_path) == 1
     log.rename(tmp_path / "log.1")
     log.write_text("b\n")
     tail.wait_lines(["b"])
-    assert len(open_fds()) == baseline + 2  # the old file, retired
-    tail.wait_for(lambda: len(open_fds()) == baseline + 1, "the retired file closed", 4)
+    assert fds_under(tmp_path) == 2  # the old file, retired
+    tail.wait_for(lambda: fds_under(tmp_path) == 1, "the retired file closed", 4)
     tail.drop()
-    assert len(open_fds()) == baseline
+    assert fds_under(tmp_path) == 0
 
 
 def test_retired_files_are_bounded(tmp_path: Path) -> None:
     """Rotated files still being written stay open -- at most 8 of them."""
     log = tmp_path / "log"
     log.write_text("")
-    baseline = len(open_fds())
     tail = Tail(Filename=str(log))
     tail.idle_polls(1)
     for n in range(12):
@@ -79,10 +76,10 @@ def test_retired_files_are_bounded(tmp_path: Path) -> None:
         for old in range(n):  # every old file keeps growing: none is quiet
             append(tmp_path / f"log.{old}", f"k{old}\n")
         tail.wait_for(lambda n=n: f"r{n}" in tail.lines, f"line r{n}")
-        assert len(open_fds()) == baseline + 1 + min(n + 1, 8)
+        assert fds_under(tmp_path) == 1 + min(n + 1, 8)
     assert [line for line in tail.lines if line.startswith("r")] == [f"r{n}" for n in range(12)]
     tail.drop()
-    assert len(open_fds()) == baseline
+    assert fds_under(tmp_path) == 0
 
 
 def test_copytruncate_is_a_reset_read_from_0(tmp_path: Path) -> None:
