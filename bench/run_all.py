@@ -41,6 +41,10 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "imports": (["--repeats", "7"], ["--repeats", "3"]),
     "filters": (["--repeats", "5"], ["--repeats", "2", "--messages", "5000"]),
+    "tail": (
+        ["--lines", "500000", "--repeats", "3"],
+        ["--lines", "100000", "--repeats", "1", "--stamped", "150"],
+    ),
 }
 
 #: What bounds a target when it is missed.  No figure is written here: the
@@ -70,6 +74,16 @@ BOUNDS = {
         "The echo path is SocketFactory + ReadWrite + Line filter with one "
         "handler per line, against asyncio's Protocol whose `data_received` "
         "is called directly by the C-accelerated transport."
+    ),
+    "tail": (
+        "Throughput: one Python handler call per line through the kernel's "
+        "`deliver` (most of what a line costs, with the file already "
+        "written: `bench/tail.py` profiled), against a reader whose "
+        "line splitting is C (`for line in pipe`); the file is read with "
+        "pread(2) in 64 kB blocks and split by one `bytes.split` per block. "
+        "Latency: polling -- a line waits for the next poll, so p99 is about "
+        "PollInterval (p50 half of it) plus the pass that delivers it; "
+        "`tail -F` is woken by inotify."
     ),
     "prefork_r1000": (
         "CPU in the child per connection, against a bare child blocking in "
@@ -274,6 +288,7 @@ SECTIONS = [
     ("memory", "Idle pre-forked child", "pools"),
     ("imports", "Import time", "imports"),
     ("filters", "Reference filter", "filters"),
+    ("tail", "FollowTail", "tail"),
 ]
 
 

@@ -38,7 +38,15 @@ CORE = [
 def test_every_core_module_is_listed() -> None:
     """A new module of the kernel joins the strict check (or says why not)."""
     present = {p.stem for p in ROOT.glob("_*.py")}
-    outside = {"_activation", "_constants", "_control", "_handlers", "_params", "__init__", "__main__"}
+    outside = {
+        "_activation",
+        "_constants",
+        "_control",
+        "_handlers",
+        "_params",
+        "__init__",
+        "__main__",
+    }
     assert present - outside == set(CORE)
 
 
