@@ -2,13 +2,23 @@
 (POE::Wheel::*).
 
 ``SocketFactory`` listens for and makes connections; ``ReadWrite`` moves
-records over a handle through a filter and a driver.  Dropping a wheel's last
+records over a handle through a filter and a driver; ``Run`` runs a program
+or a callable in a child process and talks to it over its stdio.  Dropping a wheel's last
 reference (``del heap['wheel']``) releases its watchers at once, as POE's
 DESTROY does.
 """
 
 from kernelish.wheels._base import MODE_READ, MODE_WRITE, Wheel
 from kernelish.wheels._readwrite import ReadWrite
+from kernelish.wheels._run import Run
 from kernelish.wheels._socketfactory import SocketFactory, reuse_enabled
 
-__all__ = ["MODE_READ", "MODE_WRITE", "ReadWrite", "SocketFactory", "Wheel", "reuse_enabled"]
+__all__ = [
+    "MODE_READ",
+    "MODE_WRITE",
+    "ReadWrite",
+    "Run",
+    "SocketFactory",
+    "Wheel",
+    "reuse_enabled",
+]
