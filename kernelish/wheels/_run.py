@@ -294,11 +294,10 @@ class Run(Wheel):
             if not records:
                 return
             self._deliver(out, filt, records, chunks, before)
-            if out.filter is not filt or not out.reading:
+            if out.filter is not filt or not out.reading or not isinstance(filt, Line):
                 return
-            # Once more with nothing new: a filter may hold records or an
-            # error back (Line reports an overlong line behind complete
-            # ones on the next call).
+            # Once more with nothing new: Line holds an overlong line's
+            # error (and the records after it) back for its next call.
             chunks = []
 
     def _parse_rest(self, out: _Output, filt: Filter[Any], chunks: Any = ()) -> None:
@@ -323,8 +322,13 @@ class Run(Wheel):
         """Call the stream's event for each record, in order; a handler that
         switches the filter mid-chunk hands the rest to the new one (see
         ReadWrite's ``_deliver``)."""
-        session = self.session
+        session = self._session_ref()
         if session is None or not session.alive:
+            return
+        if len(records) == 1:  # the common case, without the replay's upkeep
+            event = out.event
+            if event is not None:
+                self._kernel.deliver(session, event, (records[0], self._id))
             return
         deliver = self._kernel.deliver
         wheel_id = self._id
