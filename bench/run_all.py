@@ -40,6 +40,10 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         ["--seconds", "1", "--repeats", "1", "--samples", "50"],
     ),
     "imports": (["--repeats", "7"], ["--repeats", "3"]),
+    "run": (
+        ["--repeats", "3"],
+        ["--repeats", "1", "--starts", "50", "--lines", "300000", "--seconds", "0.5"],
+    ),
 }
 
 #: What bounds a target when it is missed (the suite's own profiles are
@@ -160,6 +164,28 @@ BOUNDS = {
         "pipe, ID) adds about 155 pages and `become_child` up to "
         "`daemon_child` about 130 more. `gc.freeze()` before fork keeps the "
         "collector off the parent's objects."
+    ),
+    "run_start": (
+        "A program starts as subprocess starts one (vfork and exec; posix_spawn "
+        "for a pty), so neither the heap nor the at-fork hooks are paid; what "
+        "is left is subprocess.Popen itself (its error pipe, close_range) and "
+        "the kernel's reaping through SIGCHLD."
+    ),
+    "run_lines": (
+        "Each line is one StdoutEvent: one handler call through the kernel "
+        "per line, against one coroutine resumption per `readline()`."
+    ),
+    "run_ref": (
+        "Both sides block on one pipe in multiprocessing: the parent's "
+        "`recv()` is a read(2) that sleeps, with no event loop between the "
+        "message and the reply. Run's parent goes through a timeslice per "
+        "reply -- epoll_wait, the read callback, the Reference filter, a "
+        "StdoutEvent handler call, `put()` and its write -- some 5-8 us of "
+        "Python a round trip more than `Connection.send`/`recv` (`os.times` "
+        "of the parent in `bench/run.py`'s loops); the worker side, a "
+        "blocking read/write loop with the same filter, is faster than "
+        "multiprocessing's. On the shared 2-core machine both figures swing "
+        "between about 10k (both processes on one core) and 40k round trips/s."
     ),
 }
 
@@ -318,12 +344,15 @@ SECTIONS = [
     ("latency", "Fork latency", "pools"),
     ("memory", "Idle pre-forked child", "pools"),
     ("imports", "Import time", "imports"),
+    ("run_start", "Run: start to CloseEvent", "run"),
+    ("run_lines", "Run: lines from a worker", "run"),
+    ("run_ref", "Run: Reference round trips", "run"),
 ]
 
 
 def section_records(key: str, script: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     mine = [r for r in records if r.get("script") == script]
-    if script == "pools":
+    if script in ("pools", "run"):
         return [r for r in mine if r.get("group") == key]
     return mine
 
