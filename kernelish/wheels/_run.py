@@ -121,7 +121,7 @@ class Run(Wheel):
     wheel id), ``StdinEvent`` (wheel id), ``CloseEvent`` (wheel id),
     ``ErrorEvent`` (operation, errnum, errstr, wheel id, 'STDIN'|'STDOUT'|
     'STDERR').  The exit status comes through ``kernel.sig_child(wheel.PID,
-    event)``.  See :doc:`the Run page </toolbox/run>` for every parameter.
+    event)``.  The documentation's Run page lists every parameter.
     """
 
     __slots__ = (
