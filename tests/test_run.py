@@ -33,6 +33,10 @@ from ._wheels import run_until
 
 PY = sys.executable
 
+#: One entry per os.fork() of this process (an at-fork hook, registered once).
+_FORKS: list[int] = []
+os.register_at_fork(before=lambda: _FORKS.append(1))
+
 
 @pytest.fixture(autouse=True)
 def no_child_left(procs: ProcessReaper) -> Iterator[None]:
@@ -94,13 +98,12 @@ def test_a_program_that_is_not_executable_exits_with_eacces(tmp_path: Any) -> No
 def test_argv_programs_start_without_a_python_fork() -> None:
     """The parent is not forked: no at-fork hook runs (subprocess's vfork,
     posix_spawn for a pty); a callable does fork."""
-    forks: list[int] = []
-    os.register_at_fork(before=lambda: forks.append(1))
+    before = len(_FORKS)
     for conduit in ("pipe", "socketpair", "pty", "pty-pipe"):
-        run_child(Program=["true"], Conduit=conduit, StderrEvent=None)
-    assert forks == []
+        run_child(Program=["true"], Conduit=conduit, StderrEvent=...)
+    assert len(_FORKS) == before
     run_child(Program=lambda: None)
-    assert forks == [1]
+    assert len(_FORKS) == before + 1
 
 
 def test_subprocess_never_reaps_the_kernels_child() -> None:

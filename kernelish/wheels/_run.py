@@ -51,7 +51,7 @@ from __future__ import annotations
 import errno
 import os
 import signal as _signal
-from typing import Any
+from typing import Any, TypeVar
 
 from .._params import ParameterError
 from ..drivers import Driver, SysRW
@@ -63,6 +63,8 @@ from ._run_params import parse_run_params
 from ._spawn import Identity, pidfd_of, start_child
 
 __all__ = ["Run"]
+
+T = TypeVar("T")
 
 # stdin states
 _OPEN = 0  # put() queues and writes
@@ -187,8 +189,8 @@ class Run(Wheel):
         self._stdin = plumbing.stdin
         self._stdin_shared = plumbing.stdin is not None and plumbing.stdin is plumbing.stdout
         self._stdin_fd = plumbing.stdin.fd if plumbing.stdin is not None else -1
-        self._stdin_filter: Filter[Any] = p.stdin_filter or stdio_filter
-        self._stdin_driver: Driver = p.stdin_driver or stdio_driver
+        self._stdin_filter: Filter[Any] = _given(p.stdin_filter, stdio_filter)
+        self._stdin_driver: Driver = _given(p.stdin_driver, stdio_driver)
         self._stdin_block = type(self._stdin_driver) is SysRW
         self._stdin_event = p.stdin_event
         self._stdin_octets = 0
@@ -203,8 +205,8 @@ class Run(Wheel):
             self._stdout = _Output(
                 "STDOUT",
                 plumbing.stdout,
-                p.stdout_filter or stdio_filter,
-                p.stdout_driver or stdio_driver,
+                _given(p.stdout_filter, stdio_filter),
+                _given(p.stdout_driver, stdio_driver),
                 p.stdout_event,
             )
             self._start_reading(self._stdout)
@@ -212,8 +214,8 @@ class Run(Wheel):
             self._stderr = _Output(
                 "STDERR",
                 plumbing.stderr,
-                p.stderr_filter or Line(Literal="\n"),
-                p.stderr_driver or SysRW(),
+                p.stderr_filter if p.stderr_filter is not None else Line(Literal="\n"),
+                p.stderr_driver if p.stderr_driver is not None else SysRW(),
                 p.stderr_event,
             )
             self._start_reading(self._stderr)
@@ -590,6 +592,11 @@ class Run(Wheel):
         for out in (self._stdout, self._stderr):
             if out is not None:
                 out.handle = None
+
+
+def _given(value: T | None, default: T) -> T:
+    """``value`` unless it is None (a filter may well be false: ``len()``)."""
+    return default if value is None else value
 
 
 def _signal_number(sig: int | str | _signal.Signals) -> int:

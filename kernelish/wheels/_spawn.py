@@ -207,14 +207,28 @@ def _spawn_terminal(argv: list[Any], plumbing: Plumbing) -> int:
     )
 
 
+def _open_fds() -> list[int]:
+    """This process's open fds above 2 (one of them may be the listing's
+    own, closed by the time the caller looks at it)."""
+    for where in ("/proc/self/fd", "/dev/fd"):
+        try:
+            return [fd for fd in map(int, os.listdir(where)) if fd > 2]
+        except OSError:
+            continue
+    fds = []  # pragma: no cover - neither /proc nor /dev/fd
+    for fd in range(3, min(os.sysconf("SC_OPEN_MAX"), 65536)):
+        with contextlib.suppress(OSError):
+            os.fstat(fd)
+            fds.append(fd)
+    return fds
+
+
 def _inheritable_fds() -> list[int]:
     fds = []
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd > 2:
-            with contextlib.suppress(OSError):  # the directory's own fd, closed by now
-                if os.get_inheritable(fd):
-                    fds.append(fd)
+    for fd in _open_fds():
+        with contextlib.suppress(OSError):  # the listing's own fd
+            if os.get_inheritable(fd):
+                fds.append(fd)
     return fds
 
 
@@ -379,11 +393,11 @@ def _exec(argv: list[Any], shown: str) -> int:
 
 def _neutralize_fds() -> None:
     """CloseOnCall: every fd above 2 becomes /dev/null (see module notes)."""
+    fds = _open_fds()
     null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
-        for name in os.listdir("/proc/self/fd"):
-            fd = int(name)
-            if fd > 2 and fd != null:
+        for fd in fds:
+            if fd != null:
                 with contextlib.suppress(OSError):
                     os.dup2(null, fd, inheritable=False)
     finally:
