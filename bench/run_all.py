@@ -41,7 +41,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "imports": (["--repeats", "7"], ["--repeats", "3"]),
     "run": (
-        ["--repeats", "3"],
+        ["--repeats", "5"],
         ["--repeats", "1", "--starts", "50", "--lines", "300000", "--seconds", "0.5"],
     ),
 }
