@@ -25,7 +25,7 @@ KERNEL_NAMES = [
 #: (module, names) the other parts of kernelish export; their owners extend
 #: this list.  A module that does not import yet is skipped, not failed.
 OTHER_EXPORTS: list[tuple[str, list[str]]] = [
-    ("kernelish.wheels", ["SocketFactory", "ReadWrite"]),
+    ("kernelish.wheels", ["SocketFactory", "ReadWrite", "Run"]),
     ("kernelish.filters", ["Line", "Stream"]),
     ("kernelish.drivers", ["SysRW"]),
     ("kernelish.components.daemon", ["DaemonComponent", "Daemon", "Scoreboard", "DaemonConfig"]),
