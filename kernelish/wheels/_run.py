@@ -72,6 +72,9 @@ _DRAINING = 1  # shutdown_stdin() waits for the queue to empty
 _FAILED = 2  # a write failed: put() discards
 _SHUT = 3  # shut down (or never had one): put() raises
 
+#: Reads per readiness of an output stream, while each fills the block.
+READ_BATCH = 4
+
 
 class _Output:
     """One of the child's output streams, as the parent reads it."""
@@ -85,6 +88,7 @@ class _Output:
         "filter",
         "handle",
         "name",
+        "paused",
         "reading",
     )
 
@@ -105,6 +109,7 @@ class _Output:
         self.block_size = driver.block_size if type(driver) is SysRW else 0
         self.event = event
         self.reading = False
+        self.paused = False
         #: end of file (or a read or filter error) was reported
         self.done = False
 
@@ -248,43 +253,47 @@ class Run(Wheel):
         if out.event is None or out.handle is None or out.reading or out.done:
             return
         out.reading = True
+        out.paused = False
         method = Run._on_stdout if out is self._stdout else Run._on_stderr
-        self.watch(out.handle, MODE_READ, method)
+        # A read that filled the block is likely to have more behind it: up
+        # to READ_BATCH reads per readiness, without a selector round trip.
+        self.watch(out.handle, MODE_READ, method, repeat=READ_BATCH)
 
     def _stop_reading(self, out: _Output) -> None:
         if out.reading and out.handle is not None:
             out.reading = False
             self.unwatch(out.handle, MODE_READ)
 
-    def _on_stdout(self) -> None:
-        if self._stdout is not None:
-            self._read(self._stdout)
+    def _on_stdout(self) -> bool:
+        return self._stdout is not None and self._read(self._stdout)
 
-    def _on_stderr(self) -> None:
-        if self._stderr is not None:
-            self._read(self._stderr)
+    def _on_stderr(self) -> bool:
+        return self._stderr is not None and self._read(self._stderr)
 
-    def _read(self, out: _Output) -> None:
-        """One driver read, every record to the stream's event."""
+    def _read(self, out: _Output) -> bool:
+        """One driver read, every record to the stream's event.  True when
+        the read filled the driver's block (more is likely waiting)."""
         try:
             if out.block_size:
                 data = os.read(out.fd, out.block_size)
                 chunks: list[bytes] | None = [data] if data else None
+                full = len(data) == out.block_size
             else:
                 chunks = out.driver.get(out.fd)
                 if chunks is not None and not chunks:
-                    return
+                    return False
+                full = False
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError as exc:
             if exc.errno == errno.EIO and self._pty:
                 chunks = None  # the child side of the pty is closed: its end of file
             else:
                 self._ended(out, exc.errno or 0, exc.strerror or str(exc))
-                return
+                return False
         if chunks is None:
             self._ended(out, 0, "")
-            return
+            return False
         filt = out.filter
         while True:
             before = filt.get_pending()
@@ -292,12 +301,11 @@ class Run(Wheel):
                 records = filt.get(chunks)
             except FilterError as exc:
                 self._filter_failed(out, exc)
-                return
-            if not records:
-                return
-            self._deliver(out, filt, records, chunks, before)
-            if out.filter is not filt or not out.reading or not isinstance(filt, Line):
-                return
+                return False
+            if records:
+                self._deliver(out, filt, records, chunks, before)
+            if not records or out.filter is not filt or not isinstance(filt, Line):
+                return full and out.reading and not out.paused
             # Once more with nothing new: Line holds an overlong line's
             # error (and the records after it) back for its next call.
             chunks = []
@@ -501,6 +509,7 @@ class Run(Wheel):
     def _pause(self, out: _Output | None, paused: bool) -> None:
         if out is None or out.handle is None or not out.reading:
             return
+        out.paused = paused
         if paused:
             self._kernel.select_pause_read(out.handle)
         else:
