@@ -176,16 +176,20 @@ BOUNDS = {
         "per line, against one coroutine resumption per `readline()`."
     ),
     "run_ref": (
-        "Both sides block on one pipe in multiprocessing: the parent's "
-        "`recv()` is a read(2) that sleeps, with no event loop between the "
-        "message and the reply. Run's parent goes through a timeslice per "
-        "reply -- epoll_wait, the read callback, the Reference filter, a "
-        "StdoutEvent handler call, `put()` and its write -- some 5-8 us of "
-        "Python a round trip more than `Connection.send`/`recv` (`os.times` "
-        "of the parent in `bench/run.py`'s loops); the worker side, a "
-        "blocking read/write loop with the same filter, is faster than "
+        "The event loop between a reply and the next request. In "
+        "multiprocessing both sides block on the pipe: the parent's `recv()` "
+        "is a read(2) that sleeps, about 25 Python calls a round trip "
+        "(`Connection.send`/`recv`). Run's parent makes about 57 (counted "
+        "with `sys.setprofile`): the timeslice and its selector call, the "
+        "read callback run as the session, the wheel's read and the "
+        "Reference filter, the StdoutEvent handler call and `put()` with its "
+        "write. A bare epoll loop with the same worker and filter (no "
+        "kernel) makes 1.1-1.3x multiprocessing's rate, so the difference "
+        "is the kernel's dispatch path, not the wheel's I/O; the worker "
+        "side, a blocking loop with the same filter, is faster than "
         "multiprocessing's. On the shared 2-core machine both figures swing "
-        "between about 10k (both processes on one core) and 40k round trips/s."
+        "between about 10k (both processes on one core) and 40k round "
+        "trips/s, so the ratio moves between runs (0.77-1.1x seen)."
     ),
 }
 

@@ -87,6 +87,7 @@ class _Output:
         "fd",
         "filter",
         "handle",
+        "holds_back",
         "name",
         "paused",
         "reading",
@@ -104,6 +105,9 @@ class _Output:
         self.handle: End | None = handle
         self.fd = handle.fd
         self.filter = filt
+        #: the filter may hold records back for its next call (Line, behind
+        #: an overlong line); isinstance of an ABC is too slow per read
+        self.holds_back = isinstance(filt, Line)
         self.driver = driver
         # Non-zero for a plain SysRW, whose read is inlined.
         self.block_size = driver.block_size if type(driver) is SysRW else 0
@@ -304,7 +308,7 @@ class Run(Wheel):
                 return False
             if records:
                 self._deliver(out, filt, records, chunks, before)
-            if not records or out.filter is not filt or not isinstance(filt, Line):
+            if not records or out.filter is not filt or not out.holds_back:
                 return full and out.reading and not out.paused
             # Once more with nothing new: Line holds an overlong line's
             # error (and the records after it) back for its next call.
@@ -560,6 +564,7 @@ class Run(Wheel):
             pending = old.get_pending()
         self._replay = None
         out.filter = new_filter
+        out.holds_back = isinstance(new_filter, Line)
         if pending and not out.done:
             self._parse_rest(out, new_filter, pending)
 
