@@ -721,3 +721,27 @@ def test_kill_after_the_child_was_reaped_signals_nobody() -> None:
     del wheel
     assert child.session is not None
     child.session.heap.pop("wheel")
+
+
+def test_a_stream_without_its_event_is_inherited_and_not_counted() -> None:
+    """As POE's code: no StdoutEvent, no stdout conduit (the child writes to
+    the parent's stdout) and CloseEvent counts only stderr; the wheel still
+    has its stdout filter, as POE's does."""
+    from kernelish.filters import Line
+
+    filters: list[Any] = []
+
+    def on_start(_: HandlerArgs, wheel: Run) -> None:
+        filters.append(wheel.get_stdout_filter())
+
+    child = run_child(
+        Program=["sh", "-c", "readlink /proc/$$/fd/1 >&2; echo err >&2"],
+        StdoutEvent=None,
+        on_start=on_start,
+    )
+    inherited, err = child.records("stderr")
+    assert inherited == os.readlink("/proc/self/fd/1")
+    assert err == "err"
+    assert child.errors() == [("read", 0, "", child.wheel_id, "STDERR")]
+    assert child.events().count("close") == 1
+    assert isinstance(filters[0], Line)

@@ -96,14 +96,14 @@ class _Output:
     def __init__(
         self,
         name: str,
-        handle: End,
+        handle: End | None,
         filt: Filter[Any],
         driver: Driver,
         event: str | None,
     ) -> None:
         self.name = name
-        self.handle: End | None = handle
-        self.fd = handle.fd
+        self.handle = handle
+        self.fd = handle.fd if handle is not None else -1
         self.filter = filt
         #: the filter may hold records back for its next call (Line, behind
         #: an overlong line); isinstance of an ABC is too slow per read
@@ -114,8 +114,9 @@ class _Output:
         self.event = event
         self.reading = False
         self.paused = False
-        #: end of file (or a read or filter error) was reported
-        self.done = False
+        #: end of file (or a read or filter error) was reported, or the
+        #: stream has no conduit (POE keeps its filter all the same)
+        self.done = handle is None
 
 
 class Run(Wheel):
@@ -165,8 +166,6 @@ class Run(Wheel):
         super().__init__()
         # Set before anything can fail: __del__ reads them.
         self._stdin: End | None = None
-        self._stdout: _Output | None = None
-        self._stderr: _Output | None = None
         self._pidfd: End | None = None
         plumbing = make_plumbing(p)
         try:
@@ -210,24 +209,22 @@ class Run(Wheel):
             self.watch(plumbing.stdin, MODE_WRITE, Run._on_stdin, paused=True)
 
         # stdout and stderr
-        if plumbing.stdout is not None:
-            self._stdout = _Output(
-                "STDOUT",
-                plumbing.stdout,
-                _given(p.stdout_filter, stdio_filter),
-                _given(p.stdout_driver, stdio_driver),
-                p.stdout_event,
-            )
-            self._start_reading(self._stdout)
-        if plumbing.stderr is not None:
-            self._stderr = _Output(
-                "STDERR",
-                plumbing.stderr,
-                p.stderr_filter if p.stderr_filter is not None else Line(Literal="\n"),
-                p.stderr_driver if p.stderr_driver is not None else SysRW(),
-                p.stderr_event,
-            )
-            self._start_reading(self._stderr)
+        self._stdout = _Output(
+            "STDOUT",
+            plumbing.stdout,
+            _given(p.stdout_filter, stdio_filter),
+            _given(p.stdout_driver, stdio_driver),
+            p.stdout_event,
+        )
+        self._stderr = _Output(
+            "STDERR",
+            plumbing.stderr,
+            p.stderr_filter if p.stderr_filter is not None else Line(Literal="\n"),
+            p.stderr_driver if p.stderr_driver is not None else SysRW(),
+            p.stderr_event,
+        )
+        self._start_reading(self._stdout)
+        self._start_reading(self._stderr)
 
     # -- the child ------------------------------------------------------------
 
@@ -269,10 +266,10 @@ class Run(Wheel):
             self.unwatch(out.handle, MODE_READ)
 
     def _on_stdout(self) -> bool:
-        return self._stdout is not None and self._read(self._stdout)
+        return self._read(self._stdout)
 
     def _on_stderr(self) -> bool:
-        return self._stderr is not None and self._read(self._stderr)
+        return self._read(self._stderr)
 
     def _read(self, out: _Output) -> bool:
         """One driver read, every record to the stream's event.  True when
@@ -378,9 +375,8 @@ class Run(Wheel):
     def _maybe_closed(self) -> None:
         if self._closed:
             return
-        for out in (self._stdout, self._stderr):
-            if out is not None and not out.done:
-                return
+        if not (self._stdout.done and self._stderr.done):
+            return
         self._closed = True
         self.emit(self._close_event, self._id)
 
@@ -510,8 +506,8 @@ class Run(Wheel):
         """Read the child's stderr again (``resume_stderr``)."""
         self._pause(self._stderr, False)
 
-    def _pause(self, out: _Output | None, paused: bool) -> None:
-        if out is None or out.handle is None or not out.reading:
+    def _pause(self, out: _Output, paused: bool) -> None:
+        if out.handle is None or not out.reading:
             return
         out.paused = paused
         if paused:
@@ -525,13 +521,13 @@ class Run(Wheel):
         """The filter that serializes ``put()`` records (``get_stdin_filter``)."""
         return self._stdin_filter
 
-    def get_stdout_filter(self) -> Filter[Any] | None:
+    def get_stdout_filter(self) -> Filter[Any]:
         """The filter that parses the child's stdout (``get_stdout_filter``)."""
-        return self._stdout.filter if self._stdout is not None else None
+        return self._stdout.filter
 
-    def get_stderr_filter(self) -> Filter[Any] | None:
+    def get_stderr_filter(self) -> Filter[Any]:
         """The filter that parses the child's stderr (``get_stderr_filter``)."""
-        return self._stderr.filter if self._stderr is not None else None
+        return self._stderr.filter
 
     def set_stdio_filter(self, new_filter: Filter[Any]) -> None:
         """Use ``new_filter`` for stdin and stdout (``set_stdio_filter``)."""
@@ -553,9 +549,7 @@ class Run(Wheel):
         """As :meth:`set_stdout_filter`, for stderr (``set_stderr_filter``)."""
         self._switch(self._stderr, new_filter)
 
-    def _switch(self, out: _Output | None, new_filter: Filter[Any]) -> None:
-        if out is None:
-            return
+    def _switch(self, out: _Output, new_filter: Filter[Any]) -> None:
         old = out.filter
         replay = self._replay
         if replay is not None and replay.filter is old and replay.index + 1 < replay.count:
@@ -583,7 +577,7 @@ class Run(Wheel):
                 )
             if key in ("stdout", "stderr"):
                 out = self._stdout if key == "stdout" else self._stderr
-                if out is None:
+                if out.handle is None:
                     why = "a pty has no stderr" if self._conduit == "pty" else "made without it"
                     raise ParameterError(
                         f"Run.event: {name}: the wheel has no {key} to read ({why})",
@@ -603,7 +597,8 @@ class Run(Wheel):
     def _forget_handles(self) -> None:
         self._stdin = None
         self._pidfd = None
-        for out in (self._stdout, self._stderr):
+        for name in ("_stdout", "_stderr"):
+            out = getattr(self, name, None)  # unset if __init__ failed early
             if out is not None:
                 out.handle = None
 
