@@ -735,7 +735,7 @@ def test_a_stream_without_its_event_is_inherited_and_not_counted() -> None:
         filters.append(wheel.get_stdout_filter())
 
     child = run_child(
-        Program=["sh", "-c", "readlink /proc/$$/fd/1 >&2; echo err >&2"],
+        Program=["sh", "-c", 'out=$(readlink /proc/$$/fd/1); echo "$out" >&2; echo err >&2'],
         StdoutEvent=None,
         on_start=on_start,
     )
