@@ -9,8 +9,10 @@ pipes, socket pair or pty; ``_run_output`` reads the child's stdout and
 stderr.  This module is the wheel: its constructor, stdin and methods.
 
 Output: each of the child's stdout and stderr that has an event is read
-until end of file, one driver read per readiness, each record delivered
-synchronously as ``StdoutEvent(record, wheel_id)`` / ``StderrEvent``.  At end
+until end of file -- one driver read per readiness, as POE, and up to three
+more at once while each read fills the driver's block (a fast child, fewer
+selector round trips) -- each record delivered synchronously as
+``StdoutEvent(record, wheel_id)`` / ``StderrEvent``.  At end
 of file the stream gets ``ErrorEvent('read', 0, '', wheel_id, 'STDOUT')``
 (or ``'STDERR'``), and when every stream the wheel reads has ended,
 ``CloseEvent(wheel_id)`` -- once.  CHLD may come before or after it: the
