@@ -42,7 +42,7 @@ from kernelish import ARG0, HEAP, KERNEL, HandlerArgs, Session, poe_kernel
 from kernelish.wheels import Run
 
 try:
-    from kernelish.filters import Reference  # type: ignore[attr-defined]
+    from kernelish.filters import Reference
 except ImportError:  # before the filters branch is merged: the tests' stand-in
     from tests._reference import Reference
 
