@@ -45,6 +45,10 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         ["--lines", "500000", "--repeats", "3"],
         ["--lines", "100000", "--repeats", "1", "--stamped", "150"],
     ),
+    "run": (
+        ["--repeats", "5"],
+        ["--repeats", "1", "--starts", "50", "--lines", "300000", "--seconds", "0.5"],
+    ),
 }
 
 #: What bounds a target when it is missed.  No figure is written here: the
@@ -129,6 +133,29 @@ BOUNDS = {
         "decimal length and slices the payload: Python around `pickle.loads` "
         "and `pickle.dumps`, where `Connection` pays for `ForkingPickler`'s "
         "BytesIO and a second `read` per message."
+    ),
+    "run_start": (
+        "A program starts as subprocess starts one (vfork and exec; posix_spawn "
+        "for a pty), so neither the heap nor the at-fork hooks are paid; what "
+        "is left is subprocess.Popen itself (its error pipe, close_range) and "
+        "the kernel's reaping through SIGCHLD."
+    ),
+    "run_lines": (
+        "Each line is one StdoutEvent: one handler call through the kernel "
+        "per line, against one coroutine resumption per `readline()`."
+    ),
+    "run_ref": (
+        "The event loop between a reply and the next request. In "
+        "multiprocessing both sides block on the pipe: the parent's `recv()` "
+        "is a read(2) that sleeps, a few Python calls a round trip "
+        "(`Connection.send`/`recv`). Run's parent goes through the "
+        "timeslice and its selector call, the read callback run as the "
+        "session, the wheel's read and the Reference filter, the StdoutEvent "
+        "handler call and `put()` with its write (count them with "
+        "`sys.setprofile`). A bare epoll loop with the same worker and filter "
+        "keeps up with multiprocessing, so the difference is the kernel's "
+        "dispatch path, not the wheel's I/O; on 2 shared cores both figures "
+        "swing with where the two processes are scheduled."
     ),
 }
 
@@ -289,12 +316,15 @@ SECTIONS = [
     ("imports", "Import time", "imports"),
     ("filters", "Reference filter", "filters"),
     ("tail", "FollowTail", "tail"),
+    ("run_start", "Run: start to CloseEvent", "run"),
+    ("run_lines", "Run: lines from a worker", "run"),
+    ("run_ref", "Run: Reference round trips", "run"),
 ]
 
 
 def section_records(key: str, script: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     mine = [r for r in records if r.get("script") == script]
-    if script == "pools":
+    if script in ("pools", "run"):
         return [r for r in mine if r.get("group") == key]
     return mine
 

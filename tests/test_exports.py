@@ -25,7 +25,7 @@ KERNEL_NAMES = [
 #: (module, names) the other parts of kernelish export; their owners extend
 #: this list.
 OTHER_EXPORTS: list[tuple[str, list[str]]] = [
-    ("kernelish.wheels", ["SocketFactory", "ReadWrite", "FollowTail"]),
+    ("kernelish.wheels", ["SocketFactory", "ReadWrite", "FollowTail", "Run"]),
     (
         "kernelish.filters",
         ["Line", "Stream", "Reference", "Block", "RecordBlock", "Stackable", "Map", "Grep"],
