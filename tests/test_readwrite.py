@@ -362,6 +362,8 @@ def test_the_common_parameters_skip_pydantic_with_the_same_values(
         {"Handle": mine, "Filter": line, "InputEvent": "in", "ErrorEvent": "err"},
         {"handle": mine, "flushed_event": "fl", "input_event": None},
         {"Handle": mine},
+        {"Handle": mine, "HighMark": 10, "LowMark": 1, "Backpressure": True},
+        {"Handle": mine, "InputTimeout": 2.5},
     ]
     fields = list(ReadWriteParams.model_fields)
     for params in common:
@@ -374,7 +376,10 @@ def test_the_common_parameters_skip_pydantic_with_the_same_values(
         {"Handle": mine, "InputEvent": 5},
         {"Handle": mine, "Filter": "Line"},
         {"Handle": mine, "InputEvent": "a", "input_event": "b"},
-        {"Handle": mine, "HighMark": 10, "LowMark": 1},
+        {"Handle": mine, "HighMark": 10, "LowMark": 10},  # refused: pydantic says why
+        {"Handle": mine, "HighMark": 10, "LowMark": 1, "HighEvent": "high"},
+        {"Handle": mine, "Backpressure": True},
+        {"Handle": mine, "InputTimeout": 0},
         {"InputEvent": "in"},
     ]
     for params in others:
