@@ -97,7 +97,7 @@ class SignalStates(DaemonState):
         if self.config.logfile is not None:
             try:
                 _process.open_logfile(self.config.logfile)
-            except OSError as exc:
+            except (OSError, _process.LogfileError) as exc:
                 # A rotation gone wrong (directory gone, no permission, disk
                 # full) must not take the server down: keep the old file.
                 log.error(

@@ -51,6 +51,8 @@ class DaemonState:
         self.told_parent = False
         self.rogue_list: dict[int, int] = {}
         self._done: set[str] = set()
+        #: open_logfile created the logfile (so drop_privs may hand it over)
+        self.logfile_created = False
 
     def is_prefork(self) -> bool:
         """Pre-forking: ``start_children`` is set (``is_prefork``)."""
@@ -94,6 +96,10 @@ class DaemonState:
         elif self.paused:
             self.paused = False
             self.inform_others("daemon_accept")
+
+    def brake_text(self) -> str:
+        """The crash-loop brake, in words for ``status`` ('' when off)."""
+        return ""
 
     def fork_off(self, n: int | list[Any]) -> None:  # pragma: no cover - the component's
         """Fork ``n`` children, or one per request in a list."""
