@@ -37,12 +37,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pydantic
+
 from kernelish import ARG0, KERNEL, HandlerArgs, Session, poe_kernel
 from kernelish._activation import inherited_sockets
 
 from . import _lean, _process
 from ._babysit import Babysitter, _kill
 from ._config import DaemonConfig
+from ._errors import DaemonConfigError, install_excepthook
 from ._facade import Daemon
 from ._process import log
 from ._scoreboard import Scoreboard
@@ -113,8 +116,9 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
 
     @classmethod
     def new(cls, **params: Any) -> DaemonComponent:
-        """Build the component without starting it (``new``)."""
-        return cls(DaemonConfig(**params), params)
+        """Build the component without starting it (``new``); a wrong
+        parameter raises :class:`DaemonConfigError`, one line naming it."""
+        return cls(_config(params), params)
 
     @_Hybrid
     def spawn(self_or_cls: Any, **params: Any) -> DaemonComponent:
@@ -124,18 +128,22 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
         instance it adds ``params`` to the instance's configuration first.
         Returns the component (its session is ``.session``).
         """
+        install_excepthook()  # an uncaught start-up refusal: one line
         if isinstance(self_or_cls, DaemonComponent):
             self = self_or_cls
             if params:
                 # Perl's spawn on an object: defined values override.
                 self._params.update({k: v for k, v in params.items() if v is not None})
-                self.config = DaemonConfig(**self._params)
+                self.config = _config(self._params)
                 self.max_requests = self.config.requests or 1
         else:
             self = self_or_cls.new(**params)
         inherited_sockets()  # LISTEN_FDS names this pid: read it before any fork
-        self.services.before_detach()  # systemd env, pidfile check (on the terminal)
+        # systemd env, pidfile check (on the terminal); with detach, the
+        # launching process stays here until the daemon is up.
+        self.services.before_detach()
         self.open_logfile()
+        self.services.logging()  # the waiting launcher gets stderr's copy
         self.drop_privs()
         self.detach()
         self.services.after_detach()  # pidfile written and locked
@@ -156,7 +164,8 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
         if not self._once("logfile"):
             return False
         if cfg.logfile is not None:
-            _process.open_logfile(cfg.logfile)
+            # Created now: drop_privs hands it to the service user (fchown).
+            self.logfile_created = _process.open_logfile(cfg.logfile)
         _process.install_log_handler(cfg.verbose)
         return True
 
@@ -165,7 +174,9 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
         if self._once("drop_privs"):
             cfg = self.config
             user = cfg.user if isinstance(cfg.user, str) else None
-            _process.drop_privs(cfg.uid, cfg.gid, user, cfg.logfile)
+            # fd 2 is the logfile open_logfile made; never chown by path.
+            hand_over = 2 if self.logfile_created else None
+            _process.drop_privs(cfg.uid, cfg.gid, user, hand_over)
 
     def detach(self) -> None:
         """Fork twice and ``setsid()`` (``detach``); once, and only if asked."""
@@ -404,6 +415,13 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
         if self.scoreboard is not None:
             text += self.scoreboard.status()
         return text
+
+
+def _config(params: dict[str, Any]) -> DaemonConfig:
+    try:
+        return DaemonConfig(**params)
+    except pydantic.ValidationError as exc:
+        raise DaemonConfigError.from_validation(exc) from None
 
 
 def _close_sockets(req: Any) -> None:
