@@ -42,13 +42,13 @@ import pydantic
 from kernelish import ARG0, KERNEL, HandlerArgs, Session, poe_kernel
 from kernelish._activation import inherited_sockets
 
-from . import _lean, _process
+from . import _lean, _policy, _process
 from ._babysit import Babysitter, _kill
 from ._config import DaemonConfig
 from ._errors import DaemonConfigError, install_excepthook
 from ._facade import Daemon
 from ._process import log
-from ._scoreboard import Scoreboard
+from ._scoreboard import Scoreboard, SlotState
 from ._services import DaemonServices
 from ._signal_states import SignalStates
 from ._status_updates import StatusUpdates
@@ -80,10 +80,6 @@ _STATES = (
     "sig_USR2",
 )
 
-#: Slot states that count as a spare child (waiting, or on its way to it).
-_SPARE = frozenset("wfF")
-#: Seconds to the next scoreboard check after one that had to fork spares.
-SHORT_CHECK = 0.2
 
 
 class _Hybrid:
@@ -289,6 +285,7 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
             return
         if pid:
             self.children[pid] = slot
+            self.born[pid] = time.monotonic()
             kernel.sig_child(pid, "sig_CHLD")
             if self.is_fork():
                 _close_sockets(req)
@@ -359,39 +356,51 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
 
     def check_scoreboard(self, _: HandlerArgs) -> None:
         """Keep ``min_spare``..``max_spare`` children waiting (pre-forking),
-        or pause/resume accepting (post-forking); again in 1 s, or in
-        ``SHORT_CHECK`` (0.2 s) after a check that had to fork spares."""
+        or pause/resume accepting (post-forking).  The decision is
+        :func:`~._policy.plan`'s: spares, ``max_children``, the quick
+        re-check after forking, the crash-loop brake."""
         if self.is_child or self.children is None or self.die:
             return
         assert self.scoreboard is not None
         cfg = self.config
-        again = 1.0
+        again = _policy.CHECK
         if self.is_prefork():
-            slots = self.scoreboard.read_all()
-            spare = [pid for pid, slot in self.children.items() if slots[slot] in _SPARE]
-            waiting = [pid for pid, slot in self.children.items() if slots[slot] == "w"]
             assert cfg.min_spare is not None and cfg.max_spare is not None
             assert cfg.max_children is not None
-            # Forks waiting for their retry count as under way: otherwise every
-            # check during a fork outage adds more, and the retry that works
-            # forks them all at once (up to max_children).
-            underway = self.pending_forks + len(self.failed_forks)
-            short = cfg.min_spare - len(spare) - underway
-            room = cfg.max_children - len(self.children) - underway
-            if short > 0 and room > 0:
-                self._verbose("Spawning %d spares", min(short, room))
-                self.fork_off(min(short, room))
-                # Short of spares: look again soon, not in a second -- under
-                # load the new children are taken as fast as they come up.
-                again = SHORT_CHECK
-            extra = len(spare) - cfg.max_spare
-            for pid in waiting[: max(extra, 0)]:
+            slots = self.scoreboard.read_all()
+            pool = _policy.Pool(
+                children={
+                    pid: _policy.Child(SlotState(slots[slot]), self.born.get(pid, 0.0))
+                    for pid, slot in self.children.items()
+                },
+                min_spare=cfg.min_spare,
+                max_spare=cfg.max_spare,
+                max_children=cfg.max_children,
+                # Forks waiting for their retry count as under way: otherwise
+                # every check during a fork outage adds more, and the retry
+                # that works forks them all at once (up to max_children).
+                underway=self.pending_forks + len(self.failed_forks),
+            )
+            decision = _policy.plan(pool, self.brake, time.monotonic())
+            if self.brake.died_at_start and not decision.brake.died_at_start:
+                log.warning("%d: a new child is ready: the crash-loop brake is off", os.getpid())
+            self.brake = decision.brake
+            if decision.forks:
+                self._verbose("Spawning %d spares", decision.forks)
+                self.fork_off(decision.forks)
+            for pid in decision.kills:
                 self._verbose("Killing spare %d", pid)
                 _kill(pid, signal.SIGINT)
+            again = decision.again
         elif self.is_fork():
             self._backpressure()
         self.services.status_changed()  # STATUS= if it changed
-        _[KERNEL].delay("check_scoreboard", again)
+        kernel = _[KERNEL]
+        kernel.delay("check_scoreboard", again)
+
+    def brake_text(self) -> str:
+        """The crash-loop brake, in words for ``status`` ('' when off)."""
+        return self.brake.describe(time.monotonic())
 
     # -- status -------------------------------------------------------------------
 

@@ -14,13 +14,15 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 
-from kernelish import ARG0, ARG1, ARG3, KERNEL, HandlerArgs
+from kernelish import ARG0, ARG1, ARG2, ARG3, KERNEL, HandlerArgs
 
-from . import _process
+from . import _policy, _process
 from ._babysit import _kill
 from ._facade import Daemon
 from ._process import log
+from ._scoreboard import SlotState
 from ._state import DaemonState
 
 __all__ = ["SignalStates"]
@@ -54,6 +56,10 @@ class SignalStates(DaemonState):
             return
         self._verbose("SIGCHLD pid=%s: child %s", pid, "is gone" if fake else "exited")
         assert self.scoreboard is not None
+        state = self.scoreboard.read(slot)
+        self.born.pop(pid, None)
+        if self.is_prefork() and not self.die:
+            self._count_death(pid, state, _[ARG2])
         self.scoreboard.drop(slot)
         kernel.sig_child(pid)
         self.rogue_list.pop(pid, None)
@@ -64,6 +70,27 @@ class SignalStates(DaemonState):
             kernel.yield_("check_scoreboard")
         elif self.is_fork():
             self._backpressure()
+
+    def _count_death(self, pid: int, state: str, wstatus: int | None) -> None:
+        """A child that died before it was ready feeds the crash-loop brake."""
+        brake = _policy.child_exited(self.brake, SlotState(state), time.monotonic())
+        if brake is self.brake:
+            return
+        self.brake = brake
+        how = _exit_text(wstatus)
+        delay = _policy.brake_delay(brake.died_at_start)
+        if delay:
+            log.warning(
+                "%d: child %d died at start (%s), %d in a row: crash-loop brake, "
+                "next fork in %gs",
+                os.getpid(),
+                pid,
+                how,
+                brake.died_at_start,
+                delay,
+            )
+        else:
+            log.warning("%d: child %d died at start (%s)", os.getpid(), pid, how)
 
     def sig_INT(self, _: HandlerArgs) -> None:
         """INT: shut down (the signal is handled, so the session lives on)."""
@@ -149,3 +176,14 @@ class SignalStates(DaemonState):
                 self.config.shutdown_timeout,
             )
             _kill(pid, signal.SIGKILL)
+
+
+def _exit_text(wstatus: int | None) -> str:
+    """A wait status in words: 'exit status 1', 'signal 11'."""
+    if not isinstance(wstatus, int):
+        return "gone"
+    if os.WIFSIGNALED(wstatus):
+        return f"signal {os.WTERMSIG(wstatus)}"
+    if os.WIFEXITED(wstatus):
+        return f"exit status {os.WEXITSTATUS(wstatus)}"
+    return f"wait status {wstatus}"
