@@ -135,10 +135,13 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
         else:
             self = self_or_cls.new(**params)
         inherited_sockets()  # LISTEN_FDS names this pid: read it before any fork
-        # systemd env, pidfile check (on the terminal); with detach, the
-        # launching process stays here until the daemon is up.
+        # Refusals come first, while stderr is still the terminal: systemd
+        # env, pidfile check, the logfile's checks.
         self.services.before_detach()
-        self.open_logfile()
+        logfd = self._open_log()
+        # With detach, the launching process stays here until the daemon is up.
+        self.services.launch_wait()
+        self._use_log(logfd)
         self.services.logging()  # the waiting launcher gets stderr's copy
         self.drop_privs()
         self.detach()
@@ -154,16 +157,32 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
 
     def open_logfile(self) -> bool:
         """Send stdout/stderr to the logfile (``open_logfile``); once."""
-        cfg = self.config
-        if cfg.logfile is None and not cfg.verbose:
+        fd = self._open_log()
+        if not self._log_pending:
             return False
-        if not self._once("logfile"):
-            return False
-        if cfg.logfile is not None:
-            # Created now: drop_privs hands it to the service user (fchown).
-            self.logfile_created = _process.open_logfile(cfg.logfile)
-        _process.install_log_handler(cfg.verbose)
+        self._use_log(fd)
         return True
+
+    def _open_log(self) -> int | None:
+        """The first half of ``open_logfile``: open the logfile (safely:
+        see _process.open_log_descriptor), once; None without one."""
+        cfg = self.config
+        self._log_pending = False
+        if (cfg.logfile is None and not cfg.verbose) or not self._once("logfile"):
+            return None
+        self._log_pending = True
+        if cfg.logfile is None:
+            return None
+        fd, self.logfile_created = _process.open_log_descriptor(cfg.logfile)
+        return fd
+
+    def _use_log(self, fd: int | None) -> None:
+        """The second half: stdout/stderr to it, and kernelish's log lines."""
+        if fd is not None:
+            _process.log_to(fd)
+        if self._log_pending:
+            self._log_pending = False
+            _process.install_log_handler(self.config.verbose)
 
     def drop_privs(self) -> None:
         """Become ``user``/``group`` for good (``drop_privs``); once."""

@@ -29,6 +29,7 @@ __all__ = [
     "drop_privs",
     "install_log_handler",
     "load_prctl",
+    "log_to",
     "open_log_descriptor",
     "open_logfile",
 ]
@@ -137,6 +138,13 @@ def open_logfile(path: Path) -> bool:
     (on SIGHUP).  Returns whether the file was created by this call.
     """
     fd, created = open_log_descriptor(path)
+    log_to(fd)
+    return created
+
+
+def log_to(fd: int) -> None:
+    """Make ``fd`` this process's stdout and stderr (line buffered); the
+    descriptor itself is closed."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
@@ -150,7 +158,6 @@ def open_logfile(path: Path) -> bool:
         if reconfigure is not None:
             with contextlib.suppress(Exception):
                 reconfigure(line_buffering=True)
-    return created
 
 
 class _PidFormatter(logging.Formatter):

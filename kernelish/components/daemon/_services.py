@@ -9,8 +9,10 @@ of its life; each call does nothing when the feature is off:
 
 * ``before_detach`` (spawn, in the launching process): read and consume
   ``NOTIFY_SOCKET``/``WATCHDOG_*``; refuse at once if a live daemon holds the
-  pidfile; with ``detach``, leave the launching command waiting until the
-  daemon is up (:class:`~._launch.LaunchWait`, whatever the service manager);
+  pidfile;
+* ``launch_wait`` (spawn, once the logfile is open): with ``detach``, leave
+  the launching command waiting until the daemon is up
+  (:class:`~._launch.LaunchWait`, whatever the service manager);
 * ``logging`` (spawn, once stderr is the logfile): copy stderr to the
   waiting launcher until the daemon is ready;
 * ``after_detach`` (spawn, in the daemon): write and lock the pidfile;
@@ -106,7 +108,11 @@ class DaemonServices:
         if cfg.pidfile is not None:
             self.pidfile = Pidfile(cfg.pidfile)
             self.pidfile.check()
-        if cfg.detach:
+
+    def launch_wait(self) -> None:
+        """With ``detach``: the launching process waits here until the
+        daemon is up (it never returns); the rest goes on in a child."""
+        if self.component.config.detach and self.launch is None:
             self.launch = LaunchWait()
             self.launch.fork()
 

@@ -58,6 +58,7 @@ class DaemonState:
         self._done: set[str] = set()
         #: open_logfile created the logfile (so drop_privs may hand it over)
         self.logfile_created = False
+        self._log_pending = False
 
     def is_prefork(self) -> bool:
         """Pre-forking: ``start_children`` is set (``is_prefork``)."""
