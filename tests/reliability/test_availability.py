@@ -363,3 +363,24 @@ def test_a_child_that_dies_at_start_is_not_reforked_at_full_speed(
     assert recovered < 5.0
     assert "the crash-loop brake is off" in app.log_text()
     assert not gone(app.pid)
+
+
+def test_sigquit_stops_at_once_and_leaves_nothing(tmp_path: Path, procs: ProcessReaper) -> None:
+    pidfile = tmp_path / "app.pid"
+    app = start_app(
+        tmp_path, procs, "--start-children", "2", "--min-spare", "2", "--requests", "50",
+        "--pidfile", str(pidfile), min_waiting=2,
+    )  # fmt: skip
+    busy = LineClient(app.port)
+    busy.send("SLEEP 5")
+    wait_until(lambda: any(s == "r" for s, _pid in app.status()["slots"]), 5, "a request")
+    start = time.monotonic()
+    os.kill(app.pid, signal.SIGQUIT)
+    assert busy.closed_by_server()
+    busy.close()
+    wait_until(lambda: not app.processes(), 5, "every daemon process to exit")
+    took = time.monotonic() - start
+    figures("sigquit", gone_s=took)
+    assert took < 1.0
+    assert not pidfile.exists() and not control.socket_path(pidfile).exists()
+    assert "fast stop (SIGQUIT): sending KILL" in app.log_text()

@@ -75,6 +75,7 @@ _STATES = (
     "orphaned",
     "sig_CHLD",
     "sig_INT",
+    "sig_QUIT",
     "sig_TERM",
     "sig_HUP",
     "sig_USR2",
@@ -214,6 +215,7 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
         if self.config.logfile is not None:
             kernel.sig("HUP", "sig_HUP")
         kernel.sig("INT", "sig_INT")
+        kernel.sig("QUIT", "sig_QUIT")  # fast stop, also during a graceful one
         kernel.sig("USR2", "sig_USR2")
         self.services.started()  # control socket, watchdog
         self.inform_others("daemon_start")
@@ -353,8 +355,10 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
         self.services.in_child()  # no notify, pidfile lock, control socket
         kernel.sig("CHLD")
         kernel.sig("INT")
+        kernel.sig("QUIT")
         # A spare that is told to go (SIGINT) goes at once, as Perl's would.
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
         kernel.delay("babysit")
         kernel.delay("check_scoreboard")
         kernel.delay("rogues")

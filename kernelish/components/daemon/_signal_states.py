@@ -1,12 +1,18 @@
 """The Daemon's signal states and its shutdown: children going away, INT,
-TERM, HUP, USR2, and the stop with its escalation to KILL.
+TERM, QUIT, HUP, USR2, and the stop with its escalation to KILL.
 
 Mixed into :class:`~kernelish.components.daemon.DaemonComponent`; each
 method is a state of the Daemon's session (the seed's ``sig_CHLD``,
 ``sig_INT``, ``sig_TERM``, ``sig_HUP``, ``shutdown``, ``foreign_child``),
-plus what the seed lacked: ``sig_USR2`` (the peek dump), ``orphaned`` (a
-child whose parent died) and ``shutdown_escalate`` (KILL for children that
-ignore TERM).
+plus what the seed lacked: ``sig_USR2`` (the peek dump), ``sig_QUIT`` (a
+fast stop: children KILLed at once), ``orphaned`` (a child whose parent
+died) and ``shutdown_escalate`` (KILL for children that ignore TERM).
+
+TERM (and INT) is a graceful stop: the children are TERMed, and a child's
+``daemon_shutdown`` handler stops accepting and closes its connection once
+the request under way is answered (see examples/_lineserver.py); whatever is
+left after ``shutdown_timeout`` gets KILL -- gunicorn's TERM, Apache's
+graceful-stop.
 """
 
 from __future__ import annotations
@@ -98,6 +104,20 @@ class SignalStates(DaemonState):
         _[KERNEL].yield_("shutdown")
         _[KERNEL].sig_handled()
 
+    def sig_QUIT(self, _: HandlerArgs) -> None:
+        """QUIT (the parent): stop *now* -- children get KILL at once, without
+        finishing their requests; the parent still removes its pidfile and
+        socket.  Also during a graceful stop (TERM) that takes too long."""
+        kernel = _[KERNEL]
+        kernel.sig_handled()
+        if self.is_child:
+            return
+        self._verbose("SIGQUIT")
+        self.fast_stop = True
+        if not self.die:
+            kernel.call(kernel.get_active_session(), "shutdown")
+        kernel.call(kernel.get_active_session(), "shutdown_escalate")
+
     def sig_TERM(self, _: HandlerArgs) -> None:
         """TERM: shut down, TERMing the children (daemontools' ``svc -d``)."""
         self._verbose("SIGTERM")
@@ -167,14 +187,18 @@ class SignalStates(DaemonState):
             kernel.delay("shutdown_escalate", self.config.shutdown_timeout)
 
     def shutdown_escalate(self, _: HandlerArgs) -> None:
-        """Children that ignored TERM for ``shutdown_timeout`` get KILL."""
+        """Children that ignored TERM for ``shutdown_timeout`` get KILL (at
+        once after QUIT)."""
         for pid in list(self.children or ()):
-            log.warning(
-                "%d: child %d ignored TERM for %ss; sending KILL",
-                os.getpid(),
-                pid,
-                self.config.shutdown_timeout,
-            )
+            if self.fast_stop:
+                log.warning("%d: fast stop (SIGQUIT): sending KILL to child %d", os.getpid(), pid)
+            else:
+                log.warning(
+                    "%d: child %d ignored TERM for %ss; sending KILL",
+                    os.getpid(),
+                    pid,
+                    self.config.shutdown_timeout,
+                )
             _kill(pid, signal.SIGKILL)
 
 

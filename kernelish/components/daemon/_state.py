@@ -48,6 +48,8 @@ class DaemonState:
         self.parent_pid: int | None = None
         self.startup = False
         self.die = False
+        #: QUIT asked for a fast stop: children get KILL at once.
+        self.fast_stop = False
         self.paused = False
         self.told_parent = False
         self.rogue_list: dict[int, int] = {}
