@@ -141,19 +141,7 @@ def daemon_shutdown(_: Any) -> None:
 
 def close_if_idle(_: Any) -> None:
     """Close the connection unless a request is under way: replies still to
-    be written, part of a line received, or a line not read yet."""
-    heap = _[HEAP]
-    wheel = heap.get("wheel")
-    if wheel is None or wheel.get_driver_out_octets():
-        return
-    if wheel.get_input_filter().get_pending():
-        return  # half a line: the rest is on its way (or the timeout ends it)
-    sock = wheel.get_input_handle()
-    try:
-        if sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
-            return  # a request not read yet: the wheel reads it next
-    except (BlockingIOError, InterruptedError):
-        pass
-    except OSError:
-        pass  # reset by the peer: nothing to answer
-    finish(_)
+    be written, or requests received but not yet answered (``is_idle``)."""
+    wheel = _[HEAP].get("wheel")
+    if wheel is not None and wheel.is_idle():
+        finish(_)

@@ -67,8 +67,11 @@ error's errno.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import socket
+import sys
+import termios
 import time
 import weakref
 from collections.abc import Callable
@@ -716,6 +719,30 @@ class ReadWrite(Wheel):
         if not 0 < mark < self._high_mark:
             raise ValueError(f"set_low_mark: {mark} is not in 1..{self._high_mark - 1}")
         self._low_mark = mark
+
+    def is_idle(self) -> bool:
+        """Whether nothing is under way on the wheel: no output queued, no
+        input read but not delivered (records held back by Backpressure, or
+        part of a record in the filter), and nothing unread in the input
+        handle.  A server that stops gracefully closes a connection once its
+        wheel is idle: every request the peer sent has been answered
+        (kernelish; POE has no such call)."""
+        if self._out_octets or self._held is not None:
+            return False
+        if self._in_filter.get_pending():
+            return False
+        return self._unread() == 0
+
+    def _unread(self) -> int:
+        """Octets waiting in the input handle (FIONREAD); 0 if unknown."""
+        if self._in_handle is None or self._input_done:
+            return 0
+        buf = bytearray(4)
+        try:
+            fcntl.ioctl(self._in_fd, termios.FIONREAD, buf)
+        except OSError:
+            return 0
+        return int.from_bytes(buf, sys.byteorder, signed=True)
 
     def get_driver_out_octets(self) -> int:
         """Octets queued for output as of the last put/flush

@@ -48,7 +48,6 @@ import json
 import os
 import resource
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -366,14 +365,8 @@ def close_if_idle(_: Any) -> None:
     wheel = heap.get("wheel")
     if wheel is None or heap.get("busy") or "log_plan" in heap:
         return
-    if wheel.get_driver_out_octets() or wheel.get_input_filter().get_pending():
-        return
-    try:
-        if wheel.get_input_handle().recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
-            return
-    except OSError:
-        pass
-    finish(_)
+    if wheel.is_idle():
+        finish(_)
 
 
 def finish(_: Any) -> None:

@@ -187,7 +187,7 @@ def start_example(tmp_path: Path, procs: ProcessReaper, name: str, *args: str) -
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     port = int(proc.stdout.splitlines()[0].split("=")[1])
-    pid = int(pidfile.read_text())
+    pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 5, "a pid"))
     procs.add(pid)
     procs.add_session(pid)
     return port, pid
@@ -330,6 +330,32 @@ def test_sigterm_under_load_loses_no_accepted_connection(
     assert gone_s < 3.0, "children left as soon as they had answered"
     killed = [p for p, status, _t in app.status()["exits"] if os.WIFSIGNALED(status)]
     assert killed == [], "nobody needed KILL"
+
+
+@pytest.mark.parametrize("example", ["preforking.py", "forking.py"])
+def test_sigterm_lets_an_example_answer_every_request_it_was_sent(
+    tmp_path: Path, procs: ProcessReaper, example: str
+) -> None:
+    port, pid = start_example(tmp_path, procs, example)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a slow reader
+    sock.connect(("127.0.0.1", port))
+    sock.settimeout(10)
+    # 8000 requests whose replies (about 8 MiB, more than the socket buffers
+    # take) the client does not read yet: the child is in the middle of them
+    # when TERM comes.
+    sock.sendall(b"PEEK\r\n" * 8000)
+    time.sleep(0.3)  # the child reads and answers what it can
+    os.kill(pid, signal.SIGTERM)
+    data = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(1 << 20):
+            data += chunk
+    sock.close()
+    done = data.count(b"\r\nDONE\r\n")
+    figures(f"graceful_term[{example}]", sent=8000, answered=done, octets=len(data))
+    assert done == 8000, "every request sent before TERM answered, then the connection closed"
+    wait_until(lambda: gone(pid), 10, "the daemon to exit")
 
 
 # -- 9. a crash loop ------------------------------------------------------------------------

@@ -82,7 +82,6 @@ _STATES = (
 )
 
 
-
 class _Hybrid:
     """A method callable on the class (``DaemonComponent.spawn(...)``) or on
     an instance (``daemon.spawn(...)``), as Perl's ``spawn`` was."""

@@ -87,8 +87,7 @@ class SignalStates(DaemonState):
         delay = _policy.brake_delay(brake.died_at_start)
         if delay:
             log.warning(
-                "%d: child %d died at start (%s), %d in a row: crash-loop brake, "
-                "next fork in %gs",
+                "%d: child %d died at start (%s), %d in a row: crash-loop brake, next fork in %gs",
                 os.getpid(),
                 pid,
                 how,
