@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pwd
 import tempfile
 import time
 from collections.abc import Iterator
@@ -158,6 +159,10 @@ def spawn_in_child(params: dict[str, Any]) -> dict[str, Any]:
 def scratch() -> Iterator[Path]:
     global DIR
     path = Path(tempfile.mkdtemp(prefix="kernelish-fuzz-"))
+    if os.geteuid() == 0:
+        # user='nobody' writes its pidfile here after dropping privileges.
+        nobody = pwd.getpwnam("nobody")
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
     DIR = path
     try:
         yield path
