@@ -141,8 +141,7 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
         logfd = self._open_log()
         # With detach, the launching process stays here until the daemon is up.
         self.services.launch_wait()
-        self._use_log(logfd)
-        self.services.logging()  # the waiting launcher gets stderr's copy
+        self._use_log(logfd)  # and the waiting launcher gets stderr's copy
         self.drop_privs()
         self.detach()
         self.services.after_detach()  # pidfile written and locked
@@ -180,6 +179,8 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
         """The second half: stdout/stderr to it, and kernelish's log lines."""
         if fd is not None:
             _process.log_to(fd)
+        # Before the log handler takes sys.stderr: its lines are copied too.
+        self.services.logging()
         if self._log_pending:
             self._log_pending = False
             _process.install_log_handler(self.config.verbose)
