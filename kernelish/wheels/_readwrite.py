@@ -94,6 +94,13 @@ class ReadWrite(Wheel):
     ``ReadWrite(Handle=sock, InputEvent='got_line', ErrorEvent='got_error')``
     reads lines (default filter :class:`~kernelish.filters.Line`, default
     driver :class:`~kernelish.drivers.SysRW`) and ``put()`` writes them.
+
+    Beyond POE's parameters, for servers that face the network (see the
+    module notes): ``InputTimeout=seconds`` ends input that brought no
+    complete record for that long (``ErrorEvent('read', ETIMEDOUT, ...)``);
+    ``Backpressure=True``, with ``HighMark``/``LowMark``, stops reading while
+    the output queue is at HighMark or above; :meth:`is_idle` says when a
+    connection may be closed without cutting a request.
     """
 
     __slots__ = (
