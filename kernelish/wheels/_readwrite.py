@@ -86,6 +86,9 @@ from ._readwrite_params import ReadWriteParams, _common_params, _CommonParams
 
 __all__ = ["ReadWrite", "ReadWriteParams"]
 
+#: The clock of InputTimeout, bound once: it is read on every read.
+_monotonic = time.monotonic
+
 
 class ReadWrite(Wheel):
     """Buffered non-blocking I/O with a filter and a driver (port of
@@ -247,7 +250,7 @@ class ReadWrite(Wheel):
             return
         if records:
             if self._input_timeout is not None:
-                self._last_input = time.monotonic()
+                self._last_input = _monotonic()
             self._deliver(filt, records, chunks, before)
             if self._held is None:
                 self._parse_deferred(filt)
