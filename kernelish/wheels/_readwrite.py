@@ -252,8 +252,13 @@ class ReadWrite(Wheel):
             if self._input_timeout is not None:
                 self._last_input = _monotonic()
             self._deliver(filt, records, chunks, before)
-            if self._held is None:
-                self._parse_deferred(filt)
+            if (
+                getattr(filt, "_deferred", None) is not None
+                and self._held is None
+                and self._in_filter is filt
+            ):
+                # Line defers an overlong line found behind complete ones.
+                self._parse_rest(filt)
 
     def _parse_deferred(self, filt: Filter[Any]) -> None:
         if getattr(filt, "_deferred", None) is not None and self._in_filter is filt:
