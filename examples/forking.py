@@ -1,50 +1,58 @@
 #!/usr/bin/env python3
 """A post-forking line server: the port of POE::Component::Daemon's eg/forking.
 
-    python examples/forking.py PORT [LOGFILE [PIDFILE]]
+    python examples/forking.py PORT [LOGFILE [PIDFILE]] [--timeout S]
 
 Port 0 lets the OS choose; the chosen port is printed first as ``PORT=N``.
 The daemon detaches, logs to LOGFILE (default: ``forking.log`` beside this
 file), and forks one child per connection, at most three at a time; the
 listener pauses while three are busy.  ``kill -USR1`` dumps the kernel state.
+The command returns once the daemon is up, or exits 1 with its error.  A
+client that sends no complete line for ``--timeout`` seconds (60) is
+disconnected; SIGTERM lets every connection finish its request first.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 from typing import Any
 
-from _lineserver import answer, finish, flushed
+from _lineserver import (
+    answer,
+    connection,
+    daemon_shutdown,
+    finish,
+    flushed,
+    listener_failed,
+    parse_args,
+)
 
-from kernelish import ARG0, ARG1, ARG2, ARG3, HEAP, KERNEL, Session, poe_kernel
+from kernelish import ARG0, ARG1, ARG3, HEAP, KERNEL, Session, poe_kernel
 from kernelish.components.daemon import Daemon, DaemonComponent
-from kernelish.filters import Line
-from kernelish.wheels import ReadWrite, SocketFactory
+from kernelish.wheels import SocketFactory
 
-PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-LOGFILE = str(Path(sys.argv[2] if len(sys.argv) > 2 else Path(__file__).with_name("forking.log")))
-LOGFILE = str(Path(LOGFILE).resolve())
+ARGS = parse_args(__doc__, "forking")
 # With a pidfile, `kernelish status|peek|stop PIDFILE` can talk to the daemon.
-PIDFILE = sys.argv[3] if len(sys.argv) > 3 else None
+LOGFILE, PIDFILE = ARGS.logfile, ARGS.pidfile
 
 
 def _start(_: Any) -> None:
     kernel, heap = _[KERNEL], _[HEAP]
     heap["listener"] = SocketFactory(
         BindAddress="127.0.0.1",
-        BindPort=PORT,
+        BindPort=ARGS.port,
         Reuse="yes",
         SuccessEvent="accept",
         FailureEvent="error",
     )
-    print(f"PORT={heap['listener'].getsockname()[1]}", flush=True)
+    address = heap["listener"].getsockname()
+    if address is not None:  # else the bind failed: "error" says why, soon
+        print(f"PORT={address[1]}", flush=True)
     kernel.sig("daemon_child", "daemon_child")
     kernel.sig("daemon_parent", "daemon_parent")
     kernel.sig("daemon_pause", "daemon_pause")
     kernel.sig("daemon_accept", "daemon_accept")
-    kernel.sig("daemon_shutdown", "daemon_shutdown")
+    kernel.sig("daemon_shutdown", "shutdown")
     kernel.state("USR1", lambda _: Daemon.peek(True))
     kernel.sig("USR1", "USR1")
 
@@ -54,7 +62,9 @@ def daemon_parent(_: Any) -> None:
 
 
 def daemon_pause(_: Any) -> None:
-    _[HEAP]["listener"].pause_accept()
+    listener = _[HEAP].get("listener")
+    if listener is not None:
+        listener.pause_accept()
 
 
 def daemon_accept(_: Any) -> None:
@@ -73,25 +83,11 @@ def daemon_child(_: Any) -> None:
     # We are the child forked for this request: ARG1 is the info from accept.
     heap, info = _[HEAP], _[ARG1]
     heap.pop("listener", None)
-    heap["wheel"] = ReadWrite(
-        Handle=info["handle"],
-        Filter=Line(),
-        InputEvent="input",
-        ErrorEvent="error_rw",
-        FlushedEvent="flushed",
-    )
+    heap["wheel"] = connection(info["handle"], ARGS.timeout)
 
 
-def error(_: Any) -> None:
-    operation, errnum, errstr = _[ARG0], _[ARG1], _[ARG2]
-    print(f"{os.getpid()}: {operation} error {errnum}: {errstr}", file=sys.stderr)
-    _[HEAP].pop("listener", None)
-
-
-def daemon_shutdown(_: Any) -> None:
-    heap = _[HEAP]
-    heap.pop("listener", None)
-    heap.pop("wheel", None)
+def shutdown(_: Any) -> None:
+    daemon_shutdown(_)
     _[KERNEL].sig("USR1")
 
 
@@ -102,9 +98,9 @@ Session.create(
         "daemon_child": daemon_child,
         "daemon_pause": daemon_pause,
         "daemon_accept": daemon_accept,
-        "daemon_shutdown": daemon_shutdown,
+        "shutdown": shutdown,
         "accept": accept,
-        "error": error,
+        "error": lambda _: listener_failed(_, ARGS.port),
         "input": lambda _: answer(_, LOGFILE),
         "flushed": flushed,
         "error_rw": finish,

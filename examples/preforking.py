@@ -1,48 +1,54 @@
 #!/usr/bin/env python3
 """A pre-forking line server: the port of POE::Component::Daemon's eg/preforking.
 
-    python examples/preforking.py PORT [LOGFILE [PIDFILE]]
+    python examples/preforking.py PORT [LOGFILE [PIDFILE]] [--timeout S]
 
 Port 0 lets the OS choose; the chosen port is printed first as ``PORT=N``.
 The daemon detaches, logs to LOGFILE (default: ``preforking.log`` beside this
 file) and keeps a pool of children; each serves one connection then exits.
+The command returns once the pool is up, or exits 1 with the daemon's error.
+A client that sends no complete line for ``--timeout`` seconds (60) is
+disconnected; SIGTERM lets every connection finish its request first.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 from typing import Any
 
-from _lineserver import answer, finish, flushed
+from _lineserver import (
+    answer,
+    connection,
+    daemon_shutdown,
+    finish,
+    flushed,
+    listener_failed,
+    parse_args,
+)
 
 from kernelish import ARG0, HEAP, KERNEL, Session, poe_kernel
 from kernelish.components.daemon import Daemon, DaemonComponent
-from kernelish.filters import Line
-from kernelish.wheels import ReadWrite, SocketFactory
+from kernelish.wheels import SocketFactory
 
-PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-LOGFILE = str(
-    Path(sys.argv[2] if len(sys.argv) > 2 else Path(__file__).with_name("preforking.log"))
-)
-LOGFILE = str(Path(LOGFILE).resolve())
+ARGS = parse_args(__doc__, "preforking")
 # With a pidfile, `kernelish status|peek|stop PIDFILE` can talk to the daemon.
-PIDFILE = sys.argv[3] if len(sys.argv) > 3 else None
+LOGFILE, PIDFILE = ARGS.logfile, ARGS.pidfile
 
 
 def _start(_: Any) -> None:
     kernel, heap = _[KERNEL], _[HEAP]
     heap["listener"] = SocketFactory(
         BindAddress="127.0.0.1",
-        BindPort=PORT,
+        BindPort=ARGS.port,
         Reuse="yes",
         SuccessEvent="accept",
         FailureEvent="error",
     )
     # Pre-forking: accept nothing until the Daemon says we may.
     heap["listener"].pause_accept()
-    print(f"PORT={heap['listener'].getsockname()[1]}", flush=True)
+    address = heap["listener"].getsockname()
+    if address is not None:  # else the bind failed: "error" says why, soon
+        print(f"PORT={address[1]}", flush=True)
     kernel.sig("daemon_child", "daemon_child")
     kernel.sig("daemon_parent", "daemon_parent")
     kernel.sig("daemon_accept", "daemon_accept")
@@ -68,25 +74,7 @@ def accept(_: Any) -> None:
     heap, handle = _[HEAP], _[ARG0]
     heap["listener"].pause_accept()
     Daemon.update_status("req")
-    heap["wheel"] = ReadWrite(
-        Handle=handle,
-        Filter=Line(),
-        InputEvent="input",
-        ErrorEvent="error_rw",
-        FlushedEvent="flushed",
-    )
-
-
-def error(_: Any) -> None:
-    operation, errnum, errstr = _[ARG0], _[ARG0 + 1], _[ARG0 + 2]
-    print(f"{os.getpid()}: {operation} error {errnum}: {errstr}", file=sys.stderr)
-    _[HEAP].pop("listener", None)
-
-
-def daemon_shutdown(_: Any) -> None:
-    heap = _[HEAP]
-    heap.pop("listener", None)
-    heap.pop("wheel", None)
+    heap["wheel"] = connection(handle, ARGS.timeout)
 
 
 Session.create(
@@ -97,7 +85,7 @@ Session.create(
         "daemon_accept": daemon_accept,
         "daemon_shutdown": daemon_shutdown,
         "accept": accept,
-        "error": error,
+        "error": lambda _: listener_failed(_, ARGS.port),
         "input": lambda _: answer(_, LOGFILE),
         "flushed": flushed,
         "error_rw": finish,

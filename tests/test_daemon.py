@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import pydantic
 import pytest
 
 from kernelish import ARG0, ARG1, HEAP, KERNEL, Session, poe_kernel
-from kernelish.components.daemon import Daemon, DaemonComponent
+from kernelish.components.daemon import Daemon, DaemonComponent, DaemonConfigError
 from kernelish.components.daemon import _component as component_module
 
 from ._support import wait_until, zombies_of
@@ -124,9 +123,10 @@ def user_session(states: dict[str, Callable[..., Any]], watch: list[str]) -> Ses
 def test_spawn_refuses_bad_configuration_naming_the_field(
     params: dict[str, Any], field: str
 ) -> None:
-    with pytest.raises(pydantic.ValidationError) as info:
+    with pytest.raises(DaemonConfigError) as info:
         DaemonComponent.spawn(**params)
     assert field in str(info.value)
+    assert "\n" not in str(info.value), "one line"
     assert not poe_kernel.introspection.sessions(), "a refused spawn must not create a session"
 
 

@@ -300,3 +300,11 @@ def test_random_parameters_validate_or_name_a_field(params: dict[str, Any]) -> N
         assert cfg.requests >= 1
     assert (cfg.uid is None) == (params.get("user") is None)
     assert default_min_max(cfg) == cfg
+
+
+def test_a_pidfile_whose_control_socket_path_cannot_fit_is_refused(tmp_path: Path) -> None:
+    long_dir = tmp_path / ("d" * (110 - len(str(tmp_path))))
+    long_dir.mkdir()
+    error = refused("pidfile", pidfile=long_dir / "x.pid")
+    assert "longer than 107 bytes" in str(error)
+    assert DaemonConfig(pidfile=tmp_path / "x.pid").pidfile == tmp_path / "x.pid"

@@ -130,3 +130,22 @@ def test_screen_redraws_in_place_on_a_terminal() -> None:
     assert text.count("\x1b[4F") == 2, "each later frame moves up over the last"
     assert "\x1b[31ml\x1b[0m" in text, "a long request stands out"
     assert text.endswith("\x1b[?25h"), "and the cursor comes back"
+
+
+def test_demo_on_a_port_in_use_says_so_in_one_line(reaper: ProcessReaper) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kernelish", "demo", "--port", str(port), "--seconds", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        reaper.add_session(proc.pid)
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert err == f"kernelish demo: bind 127.0.0.1:{port}: Address already in use\n"
+    assert _session_members(proc.pid) == []

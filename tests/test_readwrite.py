@@ -362,6 +362,8 @@ def test_the_common_parameters_skip_pydantic_with_the_same_values(
         {"Handle": mine, "Filter": line, "InputEvent": "in", "ErrorEvent": "err"},
         {"handle": mine, "flushed_event": "fl", "input_event": None},
         {"Handle": mine},
+        {"Handle": mine, "HighMark": 10, "LowMark": 1, "Backpressure": True},
+        {"Handle": mine, "InputTimeout": 2.5},
     ]
     fields = list(ReadWriteParams.model_fields)
     for params in common:
@@ -374,7 +376,10 @@ def test_the_common_parameters_skip_pydantic_with_the_same_values(
         {"Handle": mine, "InputEvent": 5},
         {"Handle": mine, "Filter": "Line"},
         {"Handle": mine, "InputEvent": "a", "input_event": "b"},
-        {"Handle": mine, "HighMark": 10, "LowMark": 1},
+        {"Handle": mine, "HighMark": 10, "LowMark": 10},  # refused: pydantic says why
+        {"Handle": mine, "HighMark": 10, "LowMark": 1, "HighEvent": "high"},
+        {"Handle": mine, "Backpressure": True},
+        {"Handle": mine, "InputTimeout": 0},
         {"InputEvent": "in"},
     ]
     for params in others:
@@ -383,3 +388,97 @@ def test_the_common_parameters_skip_pydantic_with_the_same_values(
         ReadWrite(Handle=mine, InputEvent=5)
     with pytest.raises(ParameterError, match="given twice"):
         ReadWrite(Handle=mine, InputEvent="a", input_event="b")
+
+
+# -- InputTimeout, Backpressure, is_idle (issue 13) ------------------------------------------
+
+
+def test_input_timeout_ends_a_silent_or_half_line_peer(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    import time
+
+    mine, peer = pair
+    log: list[Any] = []
+    wheel_session(log, Handle=mine, InputTimeout=0.3)
+    start = time.monotonic()
+    peer.sendall(b"one\n")
+    run_until(lambda: log, what="the first line")
+    peer.sendall(b"half a li")  # never ended
+    run_until(lambda: len(log) == 2, 3, "the timeout")
+    took = time.monotonic() - start
+    assert log[0][:2] == ("input", "one")
+    assert log[1][:4] == ("error", "read", errno.ETIMEDOUT, "Connection timed out")
+    assert 0.3 <= took < 1.0
+
+
+def test_input_timeout_counts_from_the_last_record(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    import time
+
+    mine, peer = pair
+    log: list[Any] = []
+    wheel_session(log, Handle=mine, InputTimeout=0.4)
+    start = time.monotonic()
+    for n in range(4):  # a line every 0.2 s: never idle for 0.4 s
+        peer.sendall(b"x\n")
+        run_until(lambda n=n: len(log) > n, what="a line")
+        due = start + 0.2 * (n + 1)
+        run_until(lambda due=due: time.monotonic() > due, what="the next send")
+    assert [e[0] for e in log] == ["input"] * 4
+    last = time.monotonic()
+    run_until(lambda: len(log) == 5, 3, "the timeout")
+    assert log[4][1:3] == ("read", errno.ETIMEDOUT)
+    assert time.monotonic() - last >= 0.2
+
+
+def test_backpressure_holds_input_at_high_mark_and_is_idle_only_when_done() -> None:
+    # A UNIX socket pair: its buffers (about 200 KiB) fill without TCP's
+    # window dynamics; 100 replies of 10 KB do not fit.
+    mine, peer = socket.socketpair()
+    mine.setblocking(False)
+    log: list[Any] = []
+    big = "y" * 10_000
+
+    def start(_: HandlerArgs) -> None:
+        _[HEAP]["wheel"] = ReadWrite(
+            Handle=mine, InputEvent="input", ErrorEvent="error", HighMark=20_000,
+            LowMark=5_000, Backpressure=True,
+        )  # fmt: skip
+
+    def got(_: HandlerArgs) -> None:
+        log.append(_[ARG0])
+        _[HEAP]["wheel"].put(big)
+
+    s = session(_start=start, input=got, error=lambda _: None)
+    wheel = s.heap["wheel"]
+    peer.sendall(b"".join(b"%d\n" % i for i in range(100)))
+    run_until(lambda: len(log) >= 3, what="some requests")
+    import time
+
+    settle = time.monotonic() + 0.2
+    run_until(lambda: time.monotonic() > settle, what="the wheel to settle")
+    held = len(log)
+    settle = time.monotonic() + 0.2
+    run_until(lambda: time.monotonic() > settle, what="more time")
+    assert len(log) == held < 100, "input held while the output is above HighMark"
+    assert 20_000 <= wheel.get_driver_out_octets() < 20_000 + 10_002, "HighMark + one reply"
+    assert not wheel.is_idle()
+    received = 0
+    peer.setblocking(False)
+
+    def drain() -> bool:
+        nonlocal received
+        try:
+            while chunk := peer.recv(1 << 16):
+                received += len(chunk)
+        except BlockingIOError:
+            pass
+        return len(log) == 100 and wheel.is_idle()
+
+    run_until(drain, 10, "every request answered once the peer reads")
+    assert log == [str(i) for i in range(100)], "in order, none lost"
+    del s.heap["wheel"]
+    mine.close()
+    peer.close()

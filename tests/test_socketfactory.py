@@ -284,3 +284,92 @@ def test_snake_case_parameters() -> None:
 )  # fmt: skip
 def test_reuse_follows_poes_rule(value: Any, enabled: bool) -> None:
     assert reuse_enabled(value) is enabled
+
+
+def _emfile_child(port_w: int, report_w: int) -> None:
+    """In a forked child: a listener that runs out of descriptors; its
+    FailureEvent handler pauses it, and resumes it only later."""
+    import json
+    import os
+    import resource
+    import time
+
+    log: list[Any] = []
+    filler: list[int] = []
+    start = time.monotonic()
+
+    def begin(_: HandlerArgs) -> None:
+        factory = SocketFactory(
+            BindAddress="127.0.0.1", SuccessEvent="accepted", FailureEvent="failed"
+        )
+        _[HEAP]["factory"] = factory
+        os.write(port_w, str(factory.getsockname()[1]).encode())
+        os.close(port_w)
+        used = len(os.listdir("/proc/self/fd"))
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (used + 8, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+        )
+        try:
+            while True:
+                filler.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+
+    def failed(_: HandlerArgs) -> None:
+        log.append(["failed", _[ARG0], _.args[1], round(time.monotonic() - start, 2)])
+        if len(log) == 1:
+            kernel = _.kernel
+            kernel.delay("pause", 0.05)  # the program pauses it during the backoff
+            kernel.delay("free", 0.2)  # descriptors free again
+            kernel.delay("resume", 1.2)  # and the program resumes it, later
+
+    def free(_: HandlerArgs) -> None:
+        while filler:
+            os.close(filler.pop())
+
+    def accepted(_: HandlerArgs) -> None:
+        log.append(["accepted", round(time.monotonic() - start, 2)])
+        _[ARG0].close()
+        del _[HEAP]["factory"]
+
+    session(
+        _start=begin, failed=failed, free=free, accepted=accepted,
+        pause=lambda _: _[HEAP]["factory"].pause_accept(),
+        resume=lambda _: _[HEAP]["factory"].resume_accept(),
+    )  # fmt: skip
+    poe_kernel.run()
+    os.write(report_w, json.dumps(log).encode())
+
+
+def test_emfile_backs_off_once_and_a_paused_listener_stays_paused() -> None:
+    import json
+    import os
+
+    port_r, port_w = os.pipe()
+    report_r, report_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(port_r)
+            os.close(report_r)
+            _emfile_child(port_w, report_w)
+        finally:
+            os._exit(0)
+    os.close(port_w)
+    os.close(report_w)
+    try:
+        port = int(os.read(port_r, 16))
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            client.settimeout(5)
+            data = b""
+            while chunk := os.read(report_r, 4096):
+                data += chunk
+    finally:
+        os.close(port_r)
+        os.close(report_r)
+        os.waitpid(pid, 0)
+    log = json.loads(data)
+    assert len(log) == 2, f"one FailureEvent per burst, not {len(log) - 1}: {log[:3]}"
+    assert log[0][:3] == ["failed", "accept", errno.EMFILE], "one FailureEvent, the listener kept"
+    assert log[1][0] == "accepted"
+    assert log[1][1] >= 1.2, "not before the program resumed it, backoff over or not"

@@ -72,6 +72,9 @@ def _run(options: DemoOptions, out: TextIO) -> int:
             screen.close(server.frame() if daemon.scoreboard is not None else None)
     if os.getpid() != server.parent_pid:
         return 0
+    if server.failure is not None:
+        sys.stderr.write(f"kernelish demo: {server.failure}\n")
+        return 1
     return _summary(server, out)
 
 

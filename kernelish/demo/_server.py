@@ -111,6 +111,8 @@ class DemoServer:
     client: subprocess.Popen[str] | None = None
     results: dict[str, float] | None = None
     stopping: bool = False
+    #: Why the demo could not serve (the listener's setup failed).
+    failure: str | None = None
     last_frame: Frame | None = None
 
     def create(self) -> Session | None:
@@ -135,7 +137,10 @@ class DemoServer:
         )
         if not self.options.forking:
             heap["listener"].pause_accept()  # pre-forking: only children accept
-        self.port = heap["listener"].getsockname()[1]
+        address = heap["listener"].getsockname()
+        if address is None:
+            return  # the bind failed: accept_failed says why and stops the demo
+        self.port = address[1]
         for name in ("daemon_child", "daemon_pause", "daemon_accept", "daemon_shutdown"):
             kernel.sig(name, name)
         if self.options.seconds is None:
@@ -255,8 +260,12 @@ class DemoServer:
 
     def accept_failed(self, _: HandlerArgs) -> None:
         operation, errnum, errstr = _[ARG0], _[ARG1], _[ARG2]
-        print(f"{os.getpid()}: {operation} error {errnum}: {errstr}", file=sys.stderr)
+        if operation == "accept":  # the listener backs off and goes on
+            print(f"{os.getpid()}: accept error {errnum}: {errstr}", file=sys.stderr)
+            return
+        self.failure = f"{operation} 127.0.0.1:{self.options.port}: {errstr}"
         _[HEAP].pop("listener", None)
+        Daemon.shutdown()
 
     def input(self, _: HandlerArgs) -> None:
         kernel, heap, line = _[KERNEL], _[HEAP], _[ARG0]

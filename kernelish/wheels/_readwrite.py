@@ -36,6 +36,26 @@ to LowMark or below calls ``LowEvent(id)``.  (POE 1.370's put() sets the
 high-water flag without calling HighEvent, so HighEvent practically never
 fires there; the documented edge-triggered behaviour is what we implement.)
 
+Idle connections: ``InputTimeout=seconds`` (Apache's ``Timeout``,
+gunicorn's ``--timeout``) ends input that brought no complete record for that
+long -- a silent client, or one that sent half a line -- with
+``ErrorEvent('read', ETIMEDOUT, 'Connection timed out', id)``, and stops
+reading (as any read error does; the handler usually drops the wheel).  It
+counts while the wheel reads (InputEvent set), paused input included.  The
+cost is one timer per wheel, armed once: each read that yields records notes
+the time (``time.monotonic()``, the kernel's default clock), and the timer,
+when it fires, re-arms itself for what is left if a record came meanwhile.
+
+Backpressure: with ``Backpressure=True`` (it needs HighMark and LowMark) a
+peer that sends requests but does not read the replies cannot make the
+process buffer them without bound: when the output queue reaches HighMark,
+the wheel stops delivering records -- those already read and parsed wait --
+and stops reading; when the queue drains to LowMark, the waiting records are
+delivered and reading resumes.  Output then stays below HighMark plus the
+largest single ``put()``, and input below one driver read (BlockSize) of
+parsed records.  ``pause_input``/``resume_input`` of the program and this
+pause are independent: input flows only when neither holds it.
+
 Input limits: when the filter refuses a record as too long
 (:class:`~kernelish.filters.RecordTooLong`, POE's ``die`` in Filter::Line),
 the wheel reports ``ErrorEvent('read', EMSGSIZE, 'record too long', id)`` and
@@ -47,133 +67,27 @@ error's errno.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import socket
+import sys
+import termios
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
-
-from .._params import ParameterError, Params, parse_params
+from .._params import ParameterError, parse_params
 from .._watchers import fileno_of
 from ..drivers import Driver, SysRW
 from ..filters import Filter, FilterError, Line, RecordTooLong
 from ._base import MODE_READ, MODE_WRITE, Wheel
+from ._readwrite_params import ReadWriteParams, _common_params, _CommonParams
 
 __all__ = ["ReadWrite", "ReadWriteParams"]
 
-
-def _check_handle(value: Any) -> Any:
-    if value is None or isinstance(value, int) or callable(getattr(value, "fileno", None)):
-        return value
-    raise ValueError(f"must be a socket, a file with fileno() or an fd (got {value!r})")
-
-
-class ReadWriteParams(Params):
-    """Constructor parameters of :class:`ReadWrite` (CamelCase or snake_case)."""
-
-    handle: Any = None
-    input_handle: Any = None
-    output_handle: Any = None
-    driver: Driver | None = None
-    filter: Filter[Any] | None = None
-    input_filter: Filter[Any] | None = None
-    output_filter: Filter[Any] | None = None
-    input_event: str | None = None
-    error_event: str | None = None
-    flushed_event: str | None = None
-    high_mark: int | None = Field(None, gt=0)
-    low_mark: int | None = Field(None, gt=0)
-    high_event: str | None = None
-    low_event: str | None = None
-    auto_flush: bool = False
-
-    _handles = field_validator("handle", "input_handle", "output_handle")(_check_handle)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ReadWriteParams:
-        if self.handle is not None:
-            if self.input_handle is not None or self.output_handle is not None:
-                raise ValueError("Handle cannot be combined with InputHandle/OutputHandle")
-        elif self.input_handle is None or self.output_handle is None:
-            raise ValueError("Handle, or both InputHandle and OutputHandle, are required")
-        if self.filter is not None and (
-            self.input_filter is not None or self.output_filter is not None
-        ):
-            raise ValueError("Filter cannot be combined with InputFilter/OutputFilter")
-        if (self.high_mark is None) != (self.low_mark is None):
-            raise ValueError("HighMark and LowMark parameters require each other")
-        if self.high_mark is not None and self.low_mark is not None:
-            if self.low_mark >= self.high_mark:
-                raise ValueError(
-                    f"LowMark ({self.low_mark}) must be below HighMark ({self.high_mark})"
-                )
-        elif self.high_event is not None or self.low_event is not None:
-            raise ValueError("HighEvent/LowEvent require HighMark and LowMark")
-        return self
-
-
-class _CommonParams:
-    """ReadWrite's parameters in their common shape, checked without pydantic
-    (see :func:`_common_params`); the attributes are ReadWriteParams'."""
-
-    __slots__ = ("error_event", "filter", "flushed_event", "handle", "input_event")
-
-    handle: Any
-    filter: Filter[Any] | None
-    input_event: str | None
-    error_event: str | None
-    flushed_event: str | None
-    input_handle = output_handle = driver = input_filter = output_filter = None
-    high_mark = low_mark = high_event = low_event = None
-    auto_flush = False
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.handle = values["handle"]
-        self.filter = values.get("filter")
-        self.input_event = values.get("input_event")
-        self.error_event = values.get("error_event")
-        self.flushed_event = values.get("flushed_event")
-
-
-# Every spelling of the parameters of the common shape -> the field.
-_COMMON_NAMES = {
-    spelling: field
-    for field in _CommonParams.__slots__
-    for spelling in (field, "".join(part.title() for part in field.split("_")))
-}
-_EVENT_FIELDS = frozenset({"input_event", "error_event", "flushed_event"})
-
-
-def _common_params(params: dict[str, Any]) -> _CommonParams | None:
-    """The parameters of nearly every ReadWrite -- a socket as Handle, a
-    Filter or none, event names -- when they are exactly that, else None.
-
-    A wheel is built per connection: pydantic's validation costs it about
-    6 us, and a freshly forked child about 15 copy-on-write page faults and
-    0.2 ms more (the validators' objects are the parent's).  What this accepts,
-    ReadWriteParams accepts too, with the same values; anything else (other
-    parameters, other types, a parameter given in both spellings) goes to
-    pydantic, which gives the errors.
-    """
-    values: dict[str, Any] = {}
-    for key, value in params.items():
-        field = _COMMON_NAMES.get(key)
-        if field is None or field in values:
-            return None
-        if field in _EVENT_FIELDS:
-            if value is not None and value.__class__ is not str:
-                return None
-        elif field == "handle":
-            if not isinstance(value, socket.socket):
-                return None
-        elif value is not None and not isinstance(value, Filter):
-            return None
-        values[field] = value
-    if "handle" not in values:
-        return None
-    return _CommonParams(values)
+#: The clock of InputTimeout, bound once: it is read on every read.
+_monotonic = time.monotonic
 
 
 class ReadWrite(Wheel):
@@ -183,24 +97,37 @@ class ReadWrite(Wheel):
     ``ReadWrite(Handle=sock, InputEvent='got_line', ErrorEvent='got_error')``
     reads lines (default filter :class:`~kernelish.filters.Line`, default
     driver :class:`~kernelish.drivers.SysRW`) and ``put()`` writes them.
+
+    Beyond POE's parameters, for servers that face the network (see the
+    module notes): ``InputTimeout=seconds`` ends input that brought no
+    complete record for that long (``ErrorEvent('read', ETIMEDOUT, ...)``);
+    ``Backpressure=True``, with ``HighMark``/``LowMark``, stops reading while
+    the output queue is at HighMark or above; :meth:`is_idle` says when a
+    connection may be closed without cutting a request.
     """
 
     __slots__ = (
         "_auto_flush",
+        "_backpressure",
         "_block_size",
         "_driver",
         "_error_event",
         "_flush_queued",
         "_flushed_callback",
         "_flushed_event",
+        "_held",
+        "_held_back",
         "_high",
         "_high_event",
         "_high_mark",
+        "_idle_timer",
         "_in_fd",
         "_in_filter",
         "_in_handle",
         "_input_done",
         "_input_event",
+        "_input_timeout",
+        "_last_input",
         "_low_event",
         "_low_mark",
         "_out_fd",
@@ -210,6 +137,7 @@ class ReadWrite(Wheel):
         "_output_done",
         "_reading",
         "_replay",
+        "_user_paused",
     )
 
     def __init__(self, **params: Any) -> None:
@@ -255,6 +183,13 @@ class ReadWrite(Wheel):
         self._reading = False
         self._input_done = False
         self._output_done = False
+        self._backpressure = p.backpressure
+        self._held_back = False  # output above HighMark: input waits
+        self._held: _Held | None = None
+        self._user_paused = False
+        self._input_timeout = p.input_timeout
+        self._last_input = 0.0
+        self._idle_timer: int | None = None
         if self._input_event is not None:
             self._start_reading()
         # The write watch exists from the start, paused while nothing is queued.
@@ -266,7 +201,13 @@ class ReadWrite(Wheel):
 
     def _start_reading(self) -> None:
         self._reading = True
-        self.watch(self._in_handle, MODE_READ, ReadWrite._on_read)
+        paused = self._held_back or self._user_paused or self._held is not None
+        self.watch(self._in_handle, MODE_READ, ReadWrite._on_read, paused=paused)
+        if self._input_timeout is not None:
+            # The idle clock starts (again) with reading.
+            self._last_input = time.monotonic()
+            if self._idle_timer is None:
+                self._idle_timer = self.defer(ReadWrite._check_idle, self._input_timeout)
 
     def _stop_reading(self) -> None:
         self._reading = False
@@ -308,10 +249,17 @@ class ReadWrite(Wheel):
             self._filter_failed(exc)
             return
         if records:
+            if self._input_timeout is not None:
+                self._last_input = _monotonic()
             self._deliver(filt, records, chunks, before)
-            if filt.deferred_error is not None and self._in_filter is filt:
+            if filt.deferred_error is not None and self._held is None and self._in_filter is filt:
                 # Line defers an overlong line found behind complete ones.
                 self._parse_rest(filt)
+
+    def _parse_deferred(self, filt: Filter[Any]) -> None:
+        if getattr(filt, "_deferred", None) is not None and self._in_filter is filt:
+            # Line defers an overlong line found behind complete ones.
+            self._parse_rest(filt)
 
     def _parse_rest(self, filt: Filter[Any], chunks: Any = ()) -> None:
         """Deliver what ``filt`` still holds (after a filter switch, or a
@@ -330,32 +278,43 @@ class ReadWrite(Wheel):
         records: list[Any],
         chunks: list[bytes],
         before: list[bytes] | None,
+        start: int = 0,
+        replay: _Replay | None = None,
     ) -> None:
-        """Call InputEvent for each record, in order.
+        """Call InputEvent for each record, in order, from ``start``.
 
         The filter parsed the whole chunk at once (``get``, several times
         faster than POE's ``get_one`` loop).  If a handler switches the input
         filter with records still undelivered, :meth:`set_input_filter`
         replays the chunk to find the octets behind the current record, so
         the new filter gets exactly what POE's ``get_one`` loop would give it.
+        With Backpressure, records left when the output reaches HighMark
+        wait in :attr:`_held` until it drains.
         """
         session = self.session
         if session is None or not session.alive:
             return
         deliver = self._kernel.deliver
         wheel_id = self._id
-        replay = _Replay(filt, before, chunks, len(records)) if len(records) > 1 else None
+        if replay is None and len(records) > 1:
+            replay = _Replay(filt, before, chunks, len(records))
         self._replay = replay
         try:
-            for index, record in enumerate(records):
+            for index in range(start, len(records)):
                 event = self._input_event
                 if event is None or self._in_filter is not filt:
                     return
+                if self._held_back:
+                    if replay is None:
+                        replay = self._replay = _Replay(filt, before, chunks, len(records))
+                        replay.index = index - 1
+                    self._held = _Held(filt, records, index, replay)
+                    return
                 if replay is not None:
                     replay.index = index
-                deliver(session, event, (record, wheel_id))
+                deliver(session, event, (records[index], wheel_id))
         finally:
-            if self._replay is replay:
+            if self._replay is replay and self._held is None:
                 self._replay = None
 
     def _filter_failed(self, exc: FilterError) -> None:
@@ -371,8 +330,61 @@ class ReadWrite(Wheel):
 
     def _input_failed(self, errnum: int, errstr: str) -> None:
         self._input_done = True
+        self._held = None
         self._stop_reading()
+        if self._idle_timer is not None:
+            self.cancel(self._idle_timer)
+            self._idle_timer = None
         self.emit(self._error_event, "read", errnum, errstr, self._id)
+
+    def _check_idle(self) -> None:
+        """InputTimeout's one timer: time out, or wait for what is left."""
+        self._idle_timer = None
+        timeout = self._input_timeout
+        if timeout is None or self._input_done or not self._reading:
+            return  # not reading (InputEvent=None): nothing to wait for
+        left = timeout - (time.monotonic() - self._last_input)
+        if left > 0.001:
+            self._idle_timer = self.defer(ReadWrite._check_idle, left)
+            return
+        self._input_failed(errno.ETIMEDOUT, "Connection timed out")
+
+    # -- backpressure -------------------------------------------------------------
+
+    def _hold_input(self) -> None:
+        """Output reached HighMark: stop reading and delivering."""
+        self._held_back = True
+        if self._reading and self._in_handle is not None:
+            self._kernel.select_pause_read(self._in_handle)
+
+    def _release_input(self) -> None:
+        """Output drained to LowMark: the waiting records go first (in the
+        next dispatch pass), then reading resumes."""
+        self._held_back = False
+        if self._held is not None:
+            self.defer(ReadWrite._deliver_held)
+        else:
+            self._resume_reading()
+
+    def _deliver_held(self) -> None:
+        held = self._held
+        if held is None or self._held_back:
+            return
+        self._held = None
+        self._deliver(held.filter, held.records, [], None, held.index, held.replay)
+        if self._held is None:
+            self._parse_deferred(held.filter)
+            self._resume_reading()
+
+    def _resume_reading(self) -> None:
+        if (
+            self._reading
+            and not self._held_back
+            and not self._user_paused
+            and self._held is None
+            and self._in_handle is not None
+        ):
+            self._kernel.select_resume_read(self._in_handle)
 
     # -- output -----------------------------------------------------------------
 
@@ -414,6 +426,8 @@ class ReadWrite(Wheel):
         if high is not None and octets >= high:
             if not self._high:
                 self._high = True
+                if self._backpressure:
+                    self._hold_input()
                 self.emit(self._high_event, self._id)
             return 1
         return 0
@@ -456,9 +470,13 @@ class ReadWrite(Wheel):
         if self._high:
             if left <= (self._low_mark or 0):
                 self._high = False
+                if self._held_back:
+                    self._release_input()
                 self.emit(self._low_event, self._id)
         elif self._high_mark is not None and left >= self._high_mark:
             self._high = True
+            if self._backpressure:
+                self._hold_input()
             self.emit(self._high_event, self._id)
         if not left:
             self._kernel.select_pause_write(self._out_handle)
@@ -476,12 +494,17 @@ class ReadWrite(Wheel):
         """Stop reading for now; the handle stays watched (``pause_input``)."""
         if self._in_handle is None:
             return 0
+        self._user_paused = True
         return self._kernel.select_pause_read(self._in_handle)
 
     def resume_input(self) -> int:
-        """Read again after :meth:`pause_input` (``resume_input``)."""
+        """Read again after :meth:`pause_input` (``resume_input``) -- once the
+        output has drained, if Backpressure holds input meanwhile."""
         if self._in_handle is None:
             return 0
+        self._user_paused = False
+        if self._held_back or self._held is not None:
+            return 1
         return self._kernel.select_resume_read(self._in_handle)
 
     def shutdown_input(self) -> None:
@@ -518,6 +541,10 @@ class ReadWrite(Wheel):
         else:
             pending = old.get_pending()
         self._replay = None
+        if self._held is not None:
+            # The waiting records are in ``pending`` again, for the new filter.
+            self._held = None
+            self._resume_reading()
         self._in_filter = new_filter
         if pending:
             self._parse_rest(new_filter, pending)
@@ -551,6 +578,30 @@ class ReadWrite(Wheel):
         if not 0 < mark < self._high_mark:
             raise ValueError(f"set_low_mark: {mark} is not in 1..{self._high_mark - 1}")
         self._low_mark = mark
+
+    def is_idle(self) -> bool:
+        """Whether nothing is under way on the wheel: no output queued, no
+        input read but not delivered (records held back by Backpressure, or
+        part of a record in the filter), and nothing unread in the input
+        handle.  A server that stops gracefully closes a connection once its
+        wheel is idle: every request the peer sent has been answered
+        (kernelish; POE has no such call)."""
+        if self._out_octets or self._held is not None:
+            return False
+        if self._in_filter.get_pending():
+            return False
+        return self._unread() == 0
+
+    def _unread(self) -> int:
+        """Octets waiting in the input handle (FIONREAD); 0 if unknown."""
+        if self._in_handle is None or self._input_done:
+            return 0
+        buf = bytearray(4)
+        try:
+            fcntl.ioctl(self._in_fd, termios.FIONREAD, buf)
+        except OSError:
+            return 0
+        return int.from_bytes(buf, sys.byteorder, signed=True)
 
     def get_driver_out_octets(self) -> int:
         """Octets queued for output as of the last put/flush
@@ -604,6 +655,20 @@ class ReadWrite(Wheel):
 
     def _forget_handles(self) -> None:
         self._in_handle = self._out_handle = None
+
+
+class _Held:
+    """Records parsed but not delivered: the output is above HighMark."""
+
+    __slots__ = ("filter", "index", "records", "replay")
+
+    def __init__(
+        self, filt: Filter[Any], records: list[Any], index: int, replay: _Replay | None
+    ) -> None:
+        self.filter = filt
+        self.records = records
+        self.index = index
+        self.replay = replay
 
 
 class _Replay:

@@ -28,12 +28,42 @@ Differences from POE, all deliberate:
   ``SocketActivation=False`` opts out.  See :mod:`kernelish._activation`.
 * An IPv6 literal in BindAddress/RemoteAddress selects AF_INET6 when
   SocketDomain is not given (POE needs ``SocketDomain => AF_INET6``).
+
+Accept errors never kill a listener
+-----------------------------------
+POE reports every failed ``accept()`` as a FailureEvent, and the idiom of
+its examples (``delete $heap->{server}``) then closes the listener for good:
+one ``EMFILE`` under a low ``ulimit -n`` and the service is gone while its
+process lives on.  Here, as in nginx and gunicorn:
+
+* errors about one connection that died before it was accepted
+  (``ECONNABORTED``, ``EPROTO``, ``EPERM`` from a firewall, and the network
+  errors accept(2) says to treat like ``EAGAIN``: ``ENETDOWN``,
+  ``ENOPROTOOPT``, ``EHOSTDOWN``, ``ENONET``, ``EHOSTUNREACH``,
+  ``EOPNOTSUPP``, ``ENETUNREACH``) are skipped: the batch goes on with the
+  next connection;
+* running out of a resource (``EMFILE``, ``ENFILE``, ``ENOBUFS``,
+  ``ENOMEM``) *backs off*: the listener stops accepting for
+  :data:`BACKOFF_FIRST` seconds (0.1), doubling up to :data:`BACKOFF_MAX`
+  (1 s) while the error lasts -- the pending connection stays in the
+  backlog, so accepting at once again would only spin -- and resumes by
+  itself.  The first error of such a burst is logged (logger
+  ``kernelish.wheels``) and reported once as POE's
+  ``FailureEvent('accept', errnum, errstr, wheel_id)``; the burst ends with
+  the next accept that succeeds or finds the backlog empty.  A listener the program paused meanwhile
+  (``pause_accept``) stays paused;
+* anything else (``EBADF``, ``EINVAL``: a program error) is reported as
+  POE does, on every readiness.
+
+A FailureEvent for ``'accept'`` therefore never means "the listener is
+dead": a handler should log it and keep the wheel.
 """
 
 from __future__ import annotations
 
 import _socket
 import errno
+import logging
 import os
 import socket
 from typing import Any
@@ -44,9 +74,38 @@ from .._activation import take_inherited_socket
 from .._params import Params, parse_params
 from ._base import MODE_READ, MODE_WRITE, Wheel
 
-__all__ = ["SocketFactory", "SocketFactoryParams"]
+__all__ = ["BACKOFF_FIRST", "BACKOFF_MAX", "SocketFactory", "SocketFactoryParams"]
 
-_IGNORED_ACCEPT_ERRORS = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED, errno.ESPIPE)
+log = logging.getLogger("kernelish.wheels")
+
+#: Seconds a listener stops accepting after a resource error (``EMFILE``...).
+BACKOFF_FIRST = 0.1
+#: The longest such pause; it doubles up to this while the error lasts.
+BACKOFF_MAX = 1.0
+
+#: Nothing (more) to accept.
+_ACCEPT_EMPTY = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
+#: One connection died before it was accepted: go on with the next one.
+_ACCEPT_SKIP = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNABORTED",
+        "EPROTO",
+        "EPERM",
+        "EINTR",
+        "ESPIPE",
+        "ENETDOWN",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+    )
+    if hasattr(errno, name)
+)
+#: Out of a resource: the connection stays queued; back off, then retry.
+_ACCEPT_BACKOFF = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class SocketFactoryParams(Params):
@@ -108,6 +167,8 @@ class SocketFactory(Wheel):
 
     __slots__ = (
         "_accept_batch",
+        "_backoff",
+        "_backoff_timer",
         "_connecting",
         "_domain",
         "_failure_event",
@@ -127,6 +188,9 @@ class SocketFactory(Wheel):
         self._listening = False
         self._connecting = False
         self._paused = False
+        # Seconds of the current accept backoff (0: none) and its timer.
+        self._backoff = 0.0
+        self._backoff_timer: int | None = None
         self._domain: int = socket.AF_INET
         try:
             inherited = self._activated_socket(p) if p.handle is None else None
@@ -288,10 +352,19 @@ class SocketFactory(Wheel):
         try:
             new = _accept(sock)
         except OSError as exc:
-            if exc.errno in _IGNORED_ACCEPT_ERRORS:
-                return exc.errno == errno.ECONNABORTED
-            self.emit(self._failure_event, "accept", exc.errno, exc.strerror or str(exc), self._id)
+            code = exc.errno
+            if code in _ACCEPT_EMPTY:
+                self._backoff = 0.0  # the backlog is empty: any burst is over
+                return False
+            if code in _ACCEPT_SKIP:
+                return True
+            if code in _ACCEPT_BACKOFF:
+                self._back_off(exc)
+                return False
+            self.emit(self._failure_event, "accept", code, exc.strerror or str(exc), self._id)
             return False
+        if self._backoff:
+            self._backoff = 0.0  # the burst is over
         conn, peer = new
         if isinstance(peer, tuple):
             address, port = peer[0], peer[1]
@@ -299,6 +372,33 @@ class SocketFactory(Wheel):
             address, port = (peer or None), None
         self.emit(self._success_event, conn, address, port, self._id)
         return True
+
+    def _back_off(self, exc: OSError) -> None:
+        """Stop accepting for a while after a resource error (module notes)."""
+        sock = self._socket
+        assert sock is not None
+        first = not self._backoff
+        self._backoff = BACKOFF_FIRST if first else min(self._backoff * 2, BACKOFF_MAX)
+        self._kernel.select_pause_read(sock)
+        self.cancel(self._backoff_timer)
+        self._backoff_timer = self.defer(SocketFactory._end_backoff, self._backoff)
+        if first:
+            errstr = exc.strerror or str(exc)
+            log.warning(
+                "%d: accept on %s: %s; not accepting for %gs (doubling to %gs while it lasts)",
+                os.getpid(),
+                _address_text(self.getsockname()),
+                errstr,
+                self._backoff,
+                BACKOFF_MAX,
+            )
+            self.emit(self._failure_event, "accept", exc.errno, errstr, self._id)
+
+    def _end_backoff(self) -> None:
+        self._backoff_timer = None
+        sock = self._socket
+        if sock is not None and self._listening and not self._paused:
+            self._kernel.select_resume_read(sock)
 
     def _on_connect(self) -> None:
         sock = self._socket
@@ -336,10 +436,12 @@ class SocketFactory(Wheel):
             self._kernel.select_pause_read(self._socket)
 
     def resume_accept(self) -> None:
-        """Accept again after :meth:`pause_accept` (``resume_accept``)."""
+        """Accept again after :meth:`pause_accept` (``resume_accept``); during
+        an accept backoff, once it ends."""
         if self._listening and self._socket is not None:
             self._paused = False
-            self._kernel.select_resume_read(self._socket)
+            if self._backoff_timer is None:
+                self._kernel.select_resume_read(self._socket)
 
     def getsockname(self) -> Any:
         """The socket's own address (Python's form: ``(host, port)`` or a
@@ -390,6 +492,13 @@ class SocketFactory(Wheel):
 # an enum member, some 3 us per accepted connection).
 _raw_family: Any = _socket.socket.family.__get__
 _raw_type: Any = _socket.socket.type.__get__
+
+
+def _address_text(address: Any) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = f"[{address[0]}]" if ":" in str(address[0]) else address[0]
+        return f"{host}:{address[1]}"
+    return str(address)
 
 
 def _accept(sock: socket.socket) -> tuple[socket.socket, Any]:

@@ -137,3 +137,59 @@ def start_app(
     procs.add(app.pid)
     wait_until(lambda: app.waiting() >= min_waiting, 10, f"{min_waiting} waiting children")
     return app
+
+
+def app_argv(*args: str, logfile: Path, status_file: Path) -> list[str]:
+    """The command line of a detached app.py."""
+    return [
+        sys.executable,
+        str(APP),
+        "--detach",
+        "--logfile",
+        str(logfile),
+        "--status-file",
+        str(status_file),
+        *args,
+    ]
+
+
+def launch_app(
+    tmp_path: Path, *args: str, logfile: Path | None = None, status_file: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run app.py's launching command to its end, whatever it says."""
+    argv = app_argv(
+        *args,
+        logfile=logfile or tmp_path / "app.log",
+        status_file=status_file or tmp_path / "status.json",
+    )
+    return subprocess.run(argv, capture_output=True, text=True, timeout=20, cwd=tmp_path)
+
+
+def run_as(uid: int, gid: int, func: Any, *args: Any) -> Any:
+    """``func(*args)`` in a forked child that became ``uid``/``gid`` for good
+    (real, effective and saved ids); its JSON-able result, or the repr of
+    what it raised as ``{"raised": ...}``."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            try:
+                result = func(*args)
+            except BaseException as exc:  # reported, never raised into pytest
+                result = {"raised": repr(exc)}
+            os.write(w, json.dumps(result).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = b""
+    try:
+        while chunk := os.read(r, 65536):
+            data += chunk
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    return json.loads(data) if data else None

@@ -15,15 +15,28 @@ command line, and it carries the instruments the reliability tests need:
   attempts fails with the errno named in it (``EAGAIN``, ``EPERM``, ...);
 * ``--ignore-term``: children ignore SIGTERM (a stuck worker);
 * ``--handle-die``: a DIE watcher answers ``ERR ...`` and handles the error;
-  without it an exception in a handler is unhandled and ends the child.
+  without it an exception in a handler is unhandled and ends the child;
+* ``--timeout S``: the connections' idle timeout (``InputTimeout``, 60 s);
+  every connection also has the examples' backpressure;
+* ``--child-nofile N``: children run with ``RLIMIT_NOFILE`` N (for ``FILL``);
+* ``--die-at-start PATH``: while PATH exists, a new child exits (status 3)
+  before it says it is ready -- a crash loop;
+* ``--usr1-drops-listener``: SIGUSR1 makes the parent close its listener (a
+  program that lost it), so children forked after that have none;
+* ``--pidfile PATH``: the Daemon's pidfile (and control socket).
+
+SIGTERM is graceful: a connection is closed once every request it sent was
+answered (``SLEEP`` included), an idle one at once.
 
 The protocol (one command per line, case-insensitive): ``PID``, ``PPID``,
 ``PING`` -> ``PONG``, ``IDS`` -> the /proc/self/status Uid/Gid/Groups lines
 and ``DONE``, ``SETUID0`` -> ``DENIED`` or ``ROOT``, ``RAISE`` -> an
 exception in the handler, ``LOG N`` -> N numbered lines on stderr then
 ``WROTE total``, ``LOGRATE R S`` -> R lines a second for S seconds then
-``WROTE total``, ``SLEEP S`` -> ``SLEPT`` after S seconds, ``DONE`` -> ``OK``
-and close; anything else gets ``???``.  Log lines are
+``WROTE total``, ``SLEEP S`` -> ``SLEPT`` after S seconds, ``FILL S`` ->
+``FILLING``, and once this connection is closed the child opens descriptors
+until ``EMFILE`` and holds them S seconds, ``DONE`` -> ``OK`` and close;
+anything else gets ``???``.  Log lines are
 ``L <pid> <seq> <padding>`` so a torn or lost line shows.
 """
 
@@ -33,6 +46,7 @@ import argparse
 import errno
 import json
 import os
+import resource
 import signal
 import sys
 import time
@@ -68,11 +82,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--ignore-term", action="store_true")
     p.add_argument("--handle-die", action="store_true")
     p.add_argument("--fork-fail-file")
+    p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--child-nofile", type=int)
+    p.add_argument("--die-at-start")
+    p.add_argument("--usr1-drops-listener", action="store_true")
+    p.add_argument("--pidfile")
     return p.parse_args(argv)
 
 
 ARGS = parse_args(sys.argv[1:])
-STATE: dict[str, Any] = {"parent": 0, "exits": [], "fork_failures": 0, "seq": 0}
+STATE: dict[str, Any] = {"parent": 0, "exits": [], "fork_failures": 0, "seq": 0, "filled": []}
 DAEMON: list[DaemonComponent] = []
 
 
@@ -148,6 +167,8 @@ def _start(_: Any) -> None:
     for name in ("daemon_child", "daemon_parent", "daemon_accept", "daemon_shutdown"):
         kernel.sig(name, name)
     kernel.sig("CHLD", "on_chld")
+    if ARGS.usr1_drops_listener:
+        kernel.sig("USR1", "drop_listener")
     if ARGS.handle_die:
         kernel.sig("DIE", "on_die")
 
@@ -161,7 +182,13 @@ def daemon_child(_: Any) -> None:
     kernel = _[KERNEL]
     kernel.delay("snapshot")
     kernel.sig("CHLD")
+    kernel.sig("USR1")
     STATE["exits"] = []
+    if ARGS.die_at_start and os.path.exists(ARGS.die_at_start):
+        os._exit(3)  # before it ever says 'wait': a death at start
+    if ARGS.child_nofile:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ARGS.child_nofile, hard))
     if ARGS.ignore_term:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         kernel.delay("tick", 3600)  # work to do, so IDLE never ends it
@@ -174,10 +201,16 @@ def daemon_accept(_: Any) -> None:
         listener.resume_accept()
 
 
+def drop_listener(_: Any) -> None:
+    _[HEAP].pop("listener", None)
+    _[KERNEL].sig_handled()
+
+
 def daemon_shutdown(_: Any) -> None:
     heap = _[HEAP]
     heap.pop("listener", None)
-    heap.pop("wheel", None)
+    heap["draining"] = True  # answer what was asked, then close
+    close_if_idle(_)
     _[KERNEL].delay("snapshot")
     _[KERNEL].delay("logtick")
     _[KERNEL].sig("DIE")
@@ -213,19 +246,28 @@ def accept(_: Any) -> None:
     heap, handle = _[HEAP], _[ARG0]
     heap["listener"].pause_accept()
     Daemon.update_status("req")
+    heap["busy"] = 0
     heap["wheel"] = ReadWrite(
         Handle=handle,
         Filter=Line(),
         InputEvent="input",
         ErrorEvent="error_rw",
         FlushedEvent="flushed",
+        InputTimeout=ARGS.timeout,
+        HighMark=256 * 1024,
+        LowMark=64 * 1024,
+        Backpressure=True,
     )
 
 
 def error(_: Any) -> None:
     operation, errnum, errstr = _[ARG0], _[ARG0 + 1], _[ARG0 + 2]
-    print(f"{os.getpid()}: {operation} error {errnum}: {errstr}", file=sys.stderr)
+    if operation == "accept":  # the wheel backs off and keeps accepting
+        print(f"{os.getpid()}: accept error {errnum}: {errstr}", file=sys.stderr)
+        return
+    print(f"{os.getpid()}: {operation} 127.0.0.1:{ARGS.port}: {errstr}", file=sys.stderr)
     _[HEAP].pop("listener", None)
+    Daemon.shutdown()
 
 
 def write_lines(n: int) -> None:
@@ -269,7 +311,11 @@ def input_line(_: Any) -> None:
         heap["log_plan"] = (time.monotonic(), rate, seconds, STATE["seq"])
         kernel.yield_("logtick")
     elif command == "SLEEP":
-        kernel.delay("slept", float(words[1]))
+        heap["busy"] += 1
+        kernel.delay_add("slept", float(words[1]))
+    elif command == "FILL":
+        heap["fill"] = float(words[1])
+        wheel.put("FILLING")
     elif command == "DONE":
         wheel.put("OK")
         heap["closing"] = True
@@ -298,13 +344,28 @@ def logtick(_: Any) -> None:
 
 
 def slept(_: Any) -> None:
-    wheel = _[HEAP].get("wheel")
+    heap = _[HEAP]
+    heap["busy"] -= 1
+    wheel = heap.get("wheel")
     if wheel is not None:
         wheel.put("SLEPT")
 
 
 def flushed(_: Any) -> None:
-    if _[HEAP].pop("closing", False):
+    heap = _[HEAP]
+    if heap.pop("closing", False):
+        finish(_)
+    elif heap.get("draining"):
+        close_if_idle(_)
+
+
+def close_if_idle(_: Any) -> None:
+    """Stopping: close unless a request is under way (the examples' rule)."""
+    heap = _[HEAP]
+    wheel = heap.get("wheel")
+    if wheel is None or heap.get("busy") or "log_plan" in heap:
+        return
+    if wheel.is_idle():
         finish(_)
 
 
@@ -312,7 +373,30 @@ def finish(_: Any) -> None:
     heap = _[HEAP]
     heap.pop("log_plan", None)
     if heap.pop("wheel", None) is not None:
+        fill = heap.pop("fill", None)
+        if fill is not None:
+            # Next, once the wheel (still held by the callback that got us
+            # here) is gone and its socket closed.
+            _[KERNEL].yield_("fill", fill)
         Daemon.update_status("done")
+
+
+def fill_descriptors(_: Any) -> None:
+    """Open descriptors until EMFILE, hold them ARG0 seconds."""
+    seconds = _[ARG0]
+    filled = STATE["filled"]
+    try:
+        while True:
+            filled.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    _[KERNEL].delay("unfill", seconds)
+
+
+def unfill(_: Any) -> None:
+    filled = STATE["filled"]
+    while filled:
+        os.close(filled.pop())
 
 
 def main() -> None:
@@ -330,6 +414,9 @@ def main() -> None:
             "input": input_line,
             "logtick": logtick,
             "slept": slept,
+            "unfill": unfill,
+            "fill": fill_descriptors,
+            "drop_listener": drop_listener,
             "snapshot": write_snapshot,
             "flushed": flushed,
             "error_rw": lambda _: finish(_),
@@ -348,6 +435,7 @@ def main() -> None:
         "user": ARGS.user,
         "shutdown_timeout": ARGS.shutdown_timeout,
         "babysit": ARGS.babysit,
+        "pidfile": ARGS.pidfile,
     }
     DAEMON.append(DaemonComponent.spawn(**{k: v for k, v in params.items() if v is not None}))
     poe_kernel.run()

@@ -7,9 +7,11 @@
 from ._component import DaemonComponent as DaemonComponent
 from ._config import DaemonConfig as DaemonConfig
 from ._config import default_min_max as default_min_max
+from ._errors import DaemonConfigError as DaemonConfigError
 from ._facade import Daemon as Daemon
 from ._pidfile import Pidfile as Pidfile
 from ._pidfile import PidfileError as PidfileError
+from ._process import LogfileError as LogfileError
 from ._process import PrivilegeError as PrivilegeError
 from ._scoreboard import Scoreboard as Scoreboard
 from ._scoreboard import SlotInfo as SlotInfo
@@ -19,6 +21,8 @@ __all__ = [
     "Daemon",
     "DaemonComponent",
     "DaemonConfig",
+    "DaemonConfigError",
+    "LogfileError",
     "Pidfile",
     "PidfileError",
     "PrivilegeError",

@@ -37,15 +37,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pydantic
+
 from kernelish import ARG0, KERNEL, HandlerArgs, Session, poe_kernel
 from kernelish._activation import inherited_sockets
 
-from . import _lean, _process
+from . import _lean, _policy, _process
 from ._babysit import Babysitter, _kill
 from ._config import DaemonConfig
+from ._errors import DaemonConfigError, install_excepthook
 from ._facade import Daemon
 from ._process import log
-from ._scoreboard import Scoreboard
+from ._scoreboard import Scoreboard, SlotState
 from ._services import DaemonServices
 from ._signal_states import SignalStates
 from ._status_updates import StatusUpdates
@@ -72,15 +75,11 @@ _STATES = (
     "orphaned",
     "sig_CHLD",
     "sig_INT",
+    "sig_QUIT",
     "sig_TERM",
     "sig_HUP",
     "sig_USR2",
 )
-
-#: Slot states that count as a spare child (waiting, or on its way to it).
-_SPARE = frozenset("wfF")
-#: Seconds to the next scoreboard check after one that had to fork spares.
-SHORT_CHECK = 0.2
 
 
 class _Hybrid:
@@ -113,8 +112,9 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
 
     @classmethod
     def new(cls, **params: Any) -> DaemonComponent:
-        """Build the component without starting it (``new``)."""
-        return cls(DaemonConfig(**params), params)
+        """Build the component without starting it (``new``); a wrong
+        parameter raises :class:`DaemonConfigError`, one line naming it."""
+        return cls(_config(params), params)
 
     @_Hybrid
     def spawn(self_or_cls: Any, **params: Any) -> DaemonComponent:
@@ -124,18 +124,24 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
         instance it adds ``params`` to the instance's configuration first.
         Returns the component (its session is ``.session``).
         """
+        install_excepthook()  # an uncaught start-up refusal: one line
         if isinstance(self_or_cls, DaemonComponent):
             self = self_or_cls
             if params:
                 # Perl's spawn on an object: defined values override.
                 self._params.update({k: v for k, v in params.items() if v is not None})
-                self.config = DaemonConfig(**self._params)
+                self.config = _config(self._params)
                 self.max_requests = self.config.requests or 1
         else:
             self = self_or_cls.new(**params)
         inherited_sockets()  # LISTEN_FDS names this pid: read it before any fork
-        self.services.before_detach()  # systemd env, pidfile check (on the terminal)
-        self.open_logfile()
+        # Refusals come first, while stderr is still the terminal: systemd
+        # env, pidfile check, the logfile's checks.
+        self.services.before_detach()
+        logfd = self._open_log()
+        # With detach, the launching process stays here until the daemon is up.
+        self.services.launch_wait()
+        self._use_log(logfd)  # and the waiting launcher gets stderr's copy
         self.drop_privs()
         self.detach()
         self.services.after_detach()  # pidfile written and locked
@@ -150,22 +156,43 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
 
     def open_logfile(self) -> bool:
         """Send stdout/stderr to the logfile (``open_logfile``); once."""
-        cfg = self.config
-        if cfg.logfile is None and not cfg.verbose:
+        fd = self._open_log()
+        if not self._log_pending:
             return False
-        if not self._once("logfile"):
-            return False
-        if cfg.logfile is not None:
-            _process.open_logfile(cfg.logfile)
-        _process.install_log_handler(cfg.verbose)
+        self._use_log(fd)
         return True
+
+    def _open_log(self) -> int | None:
+        """The first half of ``open_logfile``: open the logfile (safely:
+        see _process.open_log_descriptor), once; None without one."""
+        cfg = self.config
+        self._log_pending = False
+        if (cfg.logfile is None and not cfg.verbose) or not self._once("logfile"):
+            return None
+        self._log_pending = True
+        if cfg.logfile is None:
+            return None
+        fd, self.logfile_created = _process.open_log_descriptor(cfg.logfile)
+        return fd
+
+    def _use_log(self, fd: int | None) -> None:
+        """The second half: stdout/stderr to it, and kernelish's log lines."""
+        if fd is not None:
+            _process.log_to(fd)
+        # Before the log handler takes sys.stderr: its lines are copied too.
+        self.services.logging()
+        if self._log_pending:
+            self._log_pending = False
+            _process.install_log_handler(self.config.verbose)
 
     def drop_privs(self) -> None:
         """Become ``user``/``group`` for good (``drop_privs``); once."""
         if self._once("drop_privs"):
             cfg = self.config
             user = cfg.user if isinstance(cfg.user, str) else None
-            _process.drop_privs(cfg.uid, cfg.gid, user, cfg.logfile)
+            # fd 2 is the logfile open_logfile made; never chown by path.
+            hand_over = 2 if self.logfile_created else None
+            _process.drop_privs(cfg.uid, cfg.gid, user, hand_over)
 
     def detach(self) -> None:
         """Fork twice and ``setsid()`` (``detach``); once, and only if asked."""
@@ -188,6 +215,7 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
         if self.config.logfile is not None:
             kernel.sig("HUP", "sig_HUP")
         kernel.sig("INT", "sig_INT")
+        kernel.sig("QUIT", "sig_QUIT")  # fast stop, also during a graceful one
         kernel.sig("USR2", "sig_USR2")
         self.services.started()  # control socket, watchdog
         self.inform_others("daemon_start")
@@ -278,6 +306,7 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
             return
         if pid:
             self.children[pid] = slot
+            self.born[pid] = time.monotonic()
             kernel.sig_child(pid, "sig_CHLD")
             if self.is_fork():
                 _close_sockets(req)
@@ -326,8 +355,10 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
         self.services.in_child()  # no notify, pidfile lock, control socket
         kernel.sig("CHLD")
         kernel.sig("INT")
+        kernel.sig("QUIT")
         # A spare that is told to go (SIGINT) goes at once, as Perl's would.
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
         kernel.delay("babysit")
         kernel.delay("check_scoreboard")
         kernel.delay("rogues")
@@ -348,39 +379,51 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
 
     def check_scoreboard(self, _: HandlerArgs) -> None:
         """Keep ``min_spare``..``max_spare`` children waiting (pre-forking),
-        or pause/resume accepting (post-forking); again in 1 s, or in
-        ``SHORT_CHECK`` (0.2 s) after a check that had to fork spares."""
+        or pause/resume accepting (post-forking).  The decision is
+        :func:`~._policy.plan`'s: spares, ``max_children``, the quick
+        re-check after forking, the crash-loop brake."""
         if self.is_child or self.children is None or self.die:
             return
         assert self.scoreboard is not None
         cfg = self.config
-        again = 1.0
+        again = _policy.CHECK
         if self.is_prefork():
-            slots = self.scoreboard.read_all()
-            spare = [pid for pid, slot in self.children.items() if slots[slot] in _SPARE]
-            waiting = [pid for pid, slot in self.children.items() if slots[slot] == "w"]
             assert cfg.min_spare is not None and cfg.max_spare is not None
             assert cfg.max_children is not None
-            # Forks waiting for their retry count as under way: otherwise every
-            # check during a fork outage adds more, and the retry that works
-            # forks them all at once (up to max_children).
-            underway = self.pending_forks + len(self.failed_forks)
-            short = cfg.min_spare - len(spare) - underway
-            room = cfg.max_children - len(self.children) - underway
-            if short > 0 and room > 0:
-                self._verbose("Spawning %d spares", min(short, room))
-                self.fork_off(min(short, room))
-                # Short of spares: look again soon, not in a second -- under
-                # load the new children are taken as fast as they come up.
-                again = SHORT_CHECK
-            extra = len(spare) - cfg.max_spare
-            for pid in waiting[: max(extra, 0)]:
+            slots = self.scoreboard.read_all()
+            pool = _policy.Pool(
+                children={
+                    pid: _policy.Child(SlotState(slots[slot]), self.born.get(pid, 0.0))
+                    for pid, slot in self.children.items()
+                },
+                min_spare=cfg.min_spare,
+                max_spare=cfg.max_spare,
+                max_children=cfg.max_children,
+                # Forks waiting for their retry count as under way: otherwise
+                # every check during a fork outage adds more, and the retry
+                # that works forks them all at once (up to max_children).
+                underway=self.pending_forks + len(self.failed_forks),
+            )
+            decision = _policy.plan(pool, self.brake, time.monotonic())
+            if self.brake.died_at_start and not decision.brake.died_at_start:
+                log.warning("%d: a new child is ready: the crash-loop brake is off", os.getpid())
+            self.brake = decision.brake
+            if decision.forks:
+                self._verbose("Spawning %d spares", decision.forks)
+                self.fork_off(decision.forks)
+            for pid in decision.kills:
                 self._verbose("Killing spare %d", pid)
                 _kill(pid, signal.SIGINT)
+            again = decision.again
         elif self.is_fork():
             self._backpressure()
         self.services.status_changed()  # STATUS= if it changed
-        _[KERNEL].delay("check_scoreboard", again)
+        kernel = _[KERNEL]
+        kernel.delay("check_scoreboard", again)
+
+    def brake_text(self) -> str:
+        """The crash-loop brake, in words for ``status`` ('' when off)."""
+        return self.brake.describe(time.monotonic())
 
     # -- status -------------------------------------------------------------------
 
@@ -404,6 +447,13 @@ class DaemonComponent(StatusUpdates, SignalStates, Babysitter):
         if self.scoreboard is not None:
             text += self.scoreboard.status()
         return text
+
+
+def _config(params: dict[str, Any]) -> DaemonConfig:
+    try:
+        return DaemonConfig(**params)
+    except pydantic.ValidationError as exc:
+        raise DaemonConfigError.from_validation(exc) from None
 
 
 def _close_sockets(req: Any) -> None:

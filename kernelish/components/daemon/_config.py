@@ -9,12 +9,15 @@ parameter is checked when the :class:`DaemonConfig` is built, and each refusal i
 from __future__ import annotations
 
 import grp
+import os
 import pwd
 from pathlib import Path
 from typing import Annotated, Any
 
 import pydantic
 from pydantic import BeforeValidator, ConfigDict, Field, Strict, field_validator, model_validator
+
+from .control import SOCKET_PATH_MAX
 
 __all__ = ["DaemonConfig", "default_min_max"]
 
@@ -164,6 +167,18 @@ class DaemonConfig(pydantic.BaseModel):
     @classmethod
     def _file_path(cls, value: Path | None) -> Path | None:
         return _check_file_path(value)
+
+    @field_validator("pidfile")
+    @classmethod
+    def _socket_fits(cls, value: Path | None) -> Path | None:
+        # The control socket beside it must fit in sun_path, or `kernelish
+        # stop` could never prove who the daemon is.
+        if value is not None and len(os.fsencode(value)) + 5 > SOCKET_PATH_MAX:
+            raise ValueError(
+                f"the control socket {str(value) + '.sock'!r} would be longer than "
+                f"{SOCKET_PATH_MAX} bytes, the most a UNIX socket path may be"
+            )
+        return value
 
     @field_validator("user")
     @classmethod

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
 import os
 import pwd
 import signal
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,12 +22,15 @@ from pathlib import Path
 from kernelish._activation import inherited_sockets
 
 __all__ = [
+    "LogfileError",
     "PrivilegeError",
     "detach",
     "die_with_parent",
     "drop_privs",
     "install_log_handler",
     "load_prctl",
+    "log_to",
+    "open_log_descriptor",
     "open_logfile",
 ]
 
@@ -62,18 +67,87 @@ def detach() -> None:
     os.close(null)
 
 
-def open_logfile(path: Path) -> None:
+class LogfileError(RuntimeError):
+    """The logfile cannot be opened safely: a symbolic link, not a regular
+    file, a file with other names (hard links), or an open that failed.
+    The message names the path."""
+
+
+#: open(2) flags of the logfile: append, never a controlling terminal, never
+#: through a symbolic link, and non-blocking until it is known to be a
+#: regular file (opening a FIFO for writing would otherwise wait forever).
+_LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK
+
+
+def open_log_descriptor(path: Path) -> tuple[int, bool]:
+    """Open ``path`` for appending, safely; ``(fd, created)``.
+
+    The logfile usually lives in a directory its service user owns, and the
+    daemon opens it as root: whatever is at the path may have been planted
+    there.  So a symbolic link is refused (``O_NOFOLLOW``), and so is
+    anything but a regular file with exactly one name -- a hard link to
+    ``/etc/shadow`` would otherwise receive the log (see docs/security.md).
+    ``created`` says that this call made the file (``O_EXCL``), which is
+    the only case in which :func:`drop_privs` hands it to the service user.
+    """
+    where = repr(str(path))
+    for _attempt in range(3):
+        try:
+            fd = os.open(path, _LOG_FLAGS | os.O_CREAT | os.O_EXCL, 0o640)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise LogfileError(f"cannot create logfile {where}: {exc.strerror}") from None
+        else:
+            os.set_blocking(fd, True)
+            return fd, True
+        try:
+            fd = os.open(path, _LOG_FLAGS)
+        except FileNotFoundError:
+            continue  # removed since: create it after all
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise LogfileError(
+                    f"logfile {where} is a symbolic link; refusing to follow it"
+                ) from None
+            if exc.errno == errno.ENXIO:  # a FIFO nobody reads
+                raise LogfileError(f"logfile {where} is not a regular file") from None
+            raise LogfileError(f"cannot open logfile {where}: {exc.strerror}") from None
+        st = os.fstat(fd)
+        problem = None
+        if not stat.S_ISREG(st.st_mode):
+            problem = "is not a regular file"
+        elif st.st_nlink > 1:
+            problem = f"has {st.st_nlink} hard links; refusing to write to a file with other names"
+        if problem is not None:
+            os.close(fd)
+            raise LogfileError(f"logfile {where} {problem}")
+        os.set_blocking(fd, True)
+        return fd, False
+    raise LogfileError(f"logfile {where} keeps disappearing")
+
+
+def open_logfile(path: Path) -> bool:
     """Send stdout and stderr to ``path`` at the file-descriptor level
     (``open_logfile``): C code and child processes write there too.
 
-    The file is opened for appending and created with mode 0640 (less what
-    the umask takes away); every line is written as it ends.  Called again,
-    it reopens the file -- how log rotation works (on SIGHUP).
+    The file is opened for appending (:func:`open_log_descriptor`: never
+    through a symbolic link, only a regular file with one name) and created
+    with mode 0640 (less what the umask takes away); every line is written
+    as it ends.  Called again, it reopens the file -- how log rotation works
+    (on SIGHUP).  Returns whether the file was created by this call.
     """
+    fd, created = open_log_descriptor(path)
+    log_to(fd)
+    return created
+
+
+def log_to(fd: int) -> None:
+    """Make ``fd`` this process's stdout and stderr (line buffered); the
+    descriptor itself is closed."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
     try:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
@@ -109,22 +183,29 @@ def install_log_handler(verbose: bool) -> None:
         logger.propagate = False
 
 
-def drop_privs(uid: int | None, gid: int | None, user: str | None, logfile: Path | None) -> None:
+def drop_privs(
+    uid: int | None, gid: int | None, user: str | None, hand_over: int | None = None
+) -> None:
     """Become ``uid``/``gid`` for good (``drop_privs``; the seed left it a TODO).
 
     Order matters: supplementary groups, then the gid, then the uid -- once
     the uid is dropped the process may no longer change its groups.  Real,
     effective and saved ids all change, and the drop is verified: if
-    ``setuid(0)`` still works afterwards, :class:`PrivilegeError`.  The
-    logfile is handed to the new owner so a reopen on SIGHUP still works.
+    ``setuid(0)`` still works afterwards, :class:`PrivilegeError`.
+
+    ``hand_over`` is the descriptor of a logfile root created just now: it
+    is given to the new owner (``fchown`` on the descriptor, never ``chown``
+    on a path, which a planted symbolic link would redirect), so that a
+    reopen on SIGHUP still works.  A logfile that already existed keeps its
+    owner, as Apache's do (docs/security.md).
     """
     if uid is None and gid is None:
         return
     if gid is None and uid is not None:
         gid = pwd.getpwuid(uid).pw_gid
-    if logfile is not None and logfile.exists():
-        os.chown(logfile, -1 if uid is None else uid, -1 if gid is None else gid)
     assert gid is not None
+    if hand_over is not None:
+        os.fchown(hand_over, -1 if uid is None else uid, gid)
     if user is None and uid is not None:
         with contextlib.suppress(KeyError):
             user = pwd.getpwuid(uid).pw_name

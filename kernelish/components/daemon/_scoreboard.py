@@ -56,12 +56,28 @@ class SlotState(enum.Enum):
     LONG = "l"
     EXIT = "e"
 
+    @property
+    def label(self) -> str:
+        """The state in a word or two, as ``kernelish status`` prints it."""
+        return _LABELS[self]
+
     def allows(self, new: SlotState) -> bool:
         """Whether the documented lifecycle lets a slot go from this state to ``new``."""
         if new in (SlotState.EXIT, SlotState.DROPPED):
             return self is not SlotState.EMPTY
         return new in _TRANSITIONS[self]
 
+
+_LABELS = {
+    SlotState.EMPTY: "empty",
+    SlotState.DROPPED: "gone",
+    SlotState.FORK: "forking",
+    SlotState.CHILD: "started",
+    SlotState.WAIT: "waiting",
+    SlotState.REQ: "request",
+    SlotState.LONG: "long req",
+    SlotState.EXIT: "exiting",
+}
 
 _TRANSITIONS: dict[SlotState, frozenset[SlotState]] = {
     SlotState.EMPTY: frozenset({SlotState.FORK}),

@@ -1,36 +1,45 @@
-"""What a daemon owes the world outside POE: systemd notifications, the
-pidfile, and the control socket the ``kernelish status|peek|stop`` command
-talks to.
+"""What a daemon owes the world outside POE: the launching command,
+systemd notifications, the pidfile, and the control socket the ``kernelish
+status|peek|stop`` command talks to.
 
 Discussion
 ----------
 :class:`DaemonServices` is the one object the component calls at a few points
 of its life; each call does nothing when the feature is off:
 
-* ``before_detach`` (spawn, in the launcher): read and consume
+* ``before_detach`` (spawn, in the launching process): read and consume
   ``NOTIFY_SOCKET``/``WATCHDOG_*``; refuse at once if a live daemon holds the
-  pidfile; under systemd with ``detach``, leave the launcher waiting for
-  readiness (:class:`~._systemd.LaunchWait`);
+  pidfile;
+* ``launch_wait`` (spawn, once the logfile is open): with ``detach``, leave
+  the launching command waiting until the daemon is up
+  (:class:`~._launch.LaunchWait`, whatever the service manager);
+* ``logging`` (spawn, once stderr is the logfile): copy stderr to the
+  waiting launcher until the daemon is ready;
 * ``after_detach`` (spawn, in the daemon): write and lock the pidfile;
 * ``started`` (``_start``): bind the control socket, start the watchdog;
-* ``ready`` (first ``waste_time``: the pool is up): ``READY=1`` + ``MAINPID``;
+* ``ready`` (first ``waste_time``: the pool is up): ``READY=1`` + ``MAINPID``,
+  and the launcher exits 0;
 * ``status_changed`` (``check_scoreboard``): ``STATUS=`` when the text changed;
 * ``reloading``/``reloaded`` (HUP), ``peeked`` (USR2: answers waiting
-  ``peek`` requests), ``stopping`` (``shutdown``), ``stopped`` (``_stop``:
-  the pidfile goes);
+  ``peek`` requests), ``stopping`` (``shutdown``: the launcher, if it still
+  waits, exits 1), ``stopped`` (``_stop``: the pidfile goes);
 * ``in_child`` (``become_child``): a child drops all of it -- it never
   notifies systemd, holds no pidfile lock, answers no control request.
 
+A daemon that dies without reaching ``_stop`` (an exception out of
+``run()``) still removes its pidfile and control socket at exit (``atexit``);
+only SIGKILL leaves them, and the next start takes them over.
+
 The control channel
 -------------------
-A UNIX stream socket beside the pidfile, ``<pidfile>.sock``, bound with umask
-077 (mode 0600: only the daemon's owner, and root, can connect), and each
-peer's credentials are checked (``SO_PEERCRED``: its uid must be the daemon's
-or 0).  One JSON request per connection, one JSON line back:
+A UNIX stream socket beside the pidfile, ``<pidfile>.sock``, served by
+:class:`~._control_server.ControlServer` with the protocol of
+:mod:`~kernelish.components.daemon.control`.  One JSON request per
+connection, one JSON line back:
 
-* ``{"cmd": "status"}`` -> ``{"ok": true, "pid", "mode", "children": {pid: slot},
-  "slots": [{"index", "status", "pid", "requests", "changed"}...],
-  "scoreboard", "status"}``;
+* ``{"cmd": "status"}`` -> ``{"ok": true, "service": "kernelish.daemon",
+  "pid", "mode", "children": {pid: slot}, "slots": [{"index", "status", "pid",
+  "requests", "changed"}...], "scoreboard", "status", "listening", "brake"}``;
 * ``{"cmd": "peek"}`` -> ``{"ok": true, "peek": text}`` (a dump made now);
 * ``{"cmd": "peek", "wait": true}`` -> ``{"ok": true, "waiting": "USR2"}``
   at once, then ``{"ok": true, "peek": text}`` with the dump the *next* SIGUSR2
@@ -40,35 +49,22 @@ or 0).  One JSON request per connection, one JSON line back:
 
 from __future__ import annotations
 
-import contextlib
-import json
+import atexit
 import os
-import socket
-import stat
-import struct
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kernelish import KERNEL, HandlerArgs, Session, poe_kernel
 
-from ._pidfile import Pidfile
-from ._process import log
-from ._systemd import LaunchWait, Notifier
+from . import control
+from ._control_server import ControlServer
+from ._launch import LaunchWait
+from ._pidfile import Pidfile, PidfileError
+from ._systemd import Notifier
 
 if TYPE_CHECKING:
     from ._component import DaemonComponent
 
-__all__ = ["DaemonServices", "control_socket_path", "summary"]
-
-#: Longest request line a control client may send.
-_MAX_REQUEST = 4096
-#: Most ``peek`` requests waiting for a USR2 at once.
-_MAX_PARKED = 8
-
-
-def control_socket_path(pidfile: Path) -> Path:
-    """Where the control socket of the daemon with ``pidfile`` lives."""
-    return pidfile.with_name(pidfile.name + ".sock")
+__all__ = ["DaemonServices", "status_info", "summary"]
 
 
 def summary(component: DaemonComponent) -> str:
@@ -82,11 +78,15 @@ def summary(component: DaemonComponent) -> str:
         busy = sum(s in "rl" for s in states)
         mode = "Pre-forking" if component.is_prefork() else "Forking"
         text = f"{mode} server: {len(states)} children, {idle} idle, {busy} busy"
+    brake = component.brake_text()
+    if brake:
+        text += f", {brake}"
     return text + (", shutting down" if component.die else "")
 
 
 class DaemonServices:
-    """systemd notifications, pidfile and control socket of one component."""
+    """The launcher, systemd notifications, pidfile and control socket of
+    one component."""
 
     def __init__(self, component: DaemonComponent) -> None:
         self.component = component
@@ -94,10 +94,11 @@ class DaemonServices:
         self.launch: LaunchWait | None = None
         self.pidfile: Pidfile | None = None
         self.session: Session | None = None
-        self.listener: socket.socket | None = None
-        self.socket_path: Path | None = None
-        self.parked: list[socket.socket] = []
+        self.control = ControlServer(self._answer)
         self.is_ready = False
+        #: The addresses the parent listened on when it became ready.
+        self.listening: list[str] = []
+        self._at_exit = False
 
     # -- spawn ------------------------------------------------------------------
 
@@ -107,27 +108,58 @@ class DaemonServices:
         if cfg.pidfile is not None:
             self.pidfile = Pidfile(cfg.pidfile)
             self.pidfile.check()
-        if self.notifier is not None and cfg.detach:
+
+    def launch_wait(self) -> None:
+        """With ``detach``: the launching process waits here until the
+        daemon is up (it never returns); the rest goes on in a child."""
+        if self.component.config.detach and self.launch is None:
             self.launch = LaunchWait()
             self.launch.fork()
 
+    def logging(self) -> None:
+        """stderr is the logfile now: the waiting launcher gets a copy."""
+        if self.launch is not None and self.component.config.logfile is not None:
+            self.launch.copy_stderr()
+
     def after_detach(self) -> None:
+        if self.launch is not None:
+            self.launch.detached()
         if self.pidfile is not None:
-            self.pidfile.acquire()
+            try:
+                self.pidfile.acquire()
+            except OSError as exc:
+                where = self.pidfile.path.parent
+                raise PidfileError(
+                    f"cannot write pidfile {str(self.pidfile.path)!r}: {exc.strerror} "
+                    f"(its directory {str(where)!r} must be writable by uid {os.geteuid()})"
+                ) from None
+            self._remove_at_exit()
+
+    def _remove_at_exit(self) -> None:
+        if not self._at_exit:
+            self._at_exit = True
+            atexit.register(self._exit_cleanup)
+
+    def _exit_cleanup(self) -> None:
+        """The process exits without ``_stop`` (an exception out of run()):
+        what it created goes all the same."""
+        self.control.remove_at_exit()
+        if self.pidfile is not None:
+            self.pidfile.remove()
 
     # -- the parent's life ------------------------------------------------------------
 
     def started(self) -> None:
-        """In ``_start``: control socket and watchdog, in a session of their own."""
-        if self.pidfile is not None:
-            self.listener = self._bind(control_socket_path(self.pidfile.path))
+        """In ``_start``: control socket and watchdog, in sessions of their own."""
+        pidfile = self.pidfile
+        if pidfile is not None and self.control.start(control.socket_path(pidfile.path)):
+            self._remove_at_exit()
         interval = self.notifier.watchdog_interval if self.notifier is not None else None
-        if self.listener is None and interval is None:
+        if interval is None:
             return
         self.session = Session.create(
             inline_states={
                 "_start": self._session_start,
-                "control": self._control,
                 "watchdog": self._watchdog,
                 "bye": self._bye,
             },
@@ -136,11 +168,13 @@ class DaemonServices:
 
     def ready(self) -> None:
         """The pool is up: ``READY=1`` with ``MAINPID``; the launcher may go."""
-        if self.component.is_child or self.is_ready:
+        comp = self.component
+        if comp.is_child or self.is_ready or comp.die:
             return
         self.is_ready = True
+        self.listening = control.listening_addresses(os.getpid())
         if self.notifier is not None:
-            self.notifier.ready(summary(self.component))
+            self.notifier.ready(summary(comp))
         if self.launch is not None:
             self.launch.release(True)
             self.launch = None
@@ -159,9 +193,7 @@ class DaemonServices:
 
     def peeked(self, text: str) -> None:
         """A USR2 dump was written: send it to the ``peek`` requests waiting."""
-        parked, self.parked = self.parked, []
-        for conn in parked:
-            _reply(conn, {"ok": True, "peek": text})
+        self.control.peeked(text)
 
     def stopping(self) -> None:
         """``shutdown``: ``STOPPING=1``; the control socket and watchdog go."""
@@ -174,12 +206,14 @@ class DaemonServices:
             self.launch.release(False)
             self.launch = None
         self._end_session()
+        self.control.stop()
 
     def stopped(self) -> None:
         """``_stop``: the pidfile goes (only in the process that wrote it)."""
         if self.pidfile is not None:
             self.pidfile.remove()
         self._end_session()
+        self.control.stop()
         if self.notifier is not None:
             self.notifier.close()
 
@@ -194,27 +228,19 @@ class DaemonServices:
         if self.pidfile is not None:
             self.pidfile.close_in_child()
             self.pidfile = None
-        self.socket_path = None  # the parent's to remove, not ours
-        for conn in self.parked:
-            conn.close()
-        self.parked = []
+        self.control.in_child()
         self._end_session()
 
-    # -- the control session --------------------------------------------------------
+    # -- the watchdog session --------------------------------------------------------
 
     def _end_session(self) -> None:
         if self.session is not None:
             session, self.session = self.session, None
             poe_kernel.call(session, "bye")
-        elif self.listener is not None:
-            self._close_listener()
 
     def _session_start(self, _: HandlerArgs) -> None:
         kernel, interval = _[KERNEL], _.args[0]
-        if self.listener is not None:
-            kernel.select_read(self.listener, "control")
-        if interval is not None:
-            kernel.delay("watchdog", interval, interval)
+        kernel.delay("watchdog", interval, interval)
 
     def _watchdog(self, _: HandlerArgs) -> None:
         kernel, interval = _[KERNEL], _.args[0]
@@ -223,88 +249,11 @@ class DaemonServices:
             kernel.delay("watchdog", interval, interval)
 
     def _bye(self, _: HandlerArgs) -> None:
-        kernel = _[KERNEL]
-        kernel.delay("watchdog")
-        if self.listener is not None:
-            kernel.select_read(self.listener)
-        self._close_listener()
-        for conn in self.parked:
-            conn.close()
-        self.parked = []
+        _[KERNEL].delay("watchdog")
 
-    def _close_listener(self) -> None:
-        listener, self.listener = self.listener, None
-        if listener is not None:
-            listener.close()
-        path, self.socket_path = self.socket_path, None
-        if path is not None:
-            with contextlib.suppress(OSError):
-                if stat.S_ISSOCK(os.lstat(path).st_mode):
-                    os.unlink(path)
+    # -- control requests -------------------------------------------------------------
 
-    def _bind(self, path: Path) -> socket.socket | None:
-        """Bind the control socket, mode 0600; a stale one (the pidfile's lock
-        is ours, so nobody else serves it) is replaced."""
-        if len(os.fsencode(path)) >= 108:
-            log.warning(
-                "%d: control socket path too long, no control socket: %s", os.getpid(), path
-            )
-            return None
-        with contextlib.suppress(FileNotFoundError):
-            if not stat.S_ISSOCK(os.lstat(path).st_mode):
-                log.warning(
-                    "%d: %s exists and is not a socket; no control socket", os.getpid(), path
-                )
-                return None
-            os.unlink(path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        old = os.umask(0o077)
-        try:
-            sock.bind(str(path))  # born 0700: the umask
-            os.chmod(path, 0o600)
-        except OSError as exc:
-            sock.close()
-            log.warning("%d: cannot bind control socket %s: %s", os.getpid(), path, exc)
-            return None
-        finally:
-            os.umask(old)
-        sock.listen(8)
-        sock.setblocking(False)
-        self.socket_path = path
-        return sock
-
-    def _control(self, _: HandlerArgs) -> None:
-        """One connection: check the peer, read one JSON request, answer."""
-        assert self.listener is not None
-        try:
-            conn, _addr = self.listener.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            log.warning("%d: control socket accept: %s", os.getpid(), exc)
-            return
-        conn.settimeout(1.0)
-        try:
-            _pid, uid, _gid = struct.unpack(
-                "3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            )
-            # Read (at most a line) before answering, even a refusal: closing
-            # with unread data would reset the connection under the reply.
-            request = _read_request(conn)
-            if uid not in (0, os.geteuid()):
-                _reply(conn, {"ok": False, "error": "permission denied"})
-                return
-            if request is None:
-                _reply(conn, {"ok": False, "error": "bad request"})
-                return
-            answer = self._answer(request, conn)
-        except OSError:
-            conn.close()
-            return
-        if answer is not None:
-            _reply(conn, answer)
-
-    def _answer(self, request: dict[str, Any], conn: socket.socket) -> dict[str, Any] | None:
+    def _answer(self, request: dict[str, Any]) -> dict[str, Any] | None:
         from ._facade import Daemon
 
         comp = self.component
@@ -314,11 +263,7 @@ class DaemonServices:
         if cmd == "peek":
             if not request.get("wait"):
                 return {"ok": True, "peek": Daemon.peek(True)}
-            if len(self.parked) >= _MAX_PARKED:
-                self.parked.pop(0).close()
-            conn.sendall(json.dumps({"ok": True, "waiting": "USR2"}).encode() + b"\n")
-            self.parked.append(conn)
-            return None
+            return None  # parked until the next SIGUSR2
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
 
@@ -331,6 +276,7 @@ def status_info(comp: DaemonComponent) -> dict[str, Any]:
     else:
         mode = "daemon"
     info: dict[str, Any] = {
+        "service": control.SERVICE,
         "pid": os.getpid(),
         "mode": mode,
         "alias": comp.config.alias,
@@ -340,6 +286,8 @@ def status_info(comp: DaemonComponent) -> dict[str, Any]:
         "slots": [],
         "scoreboard": "",
         "status": comp.status(),
+        "listening": comp.services.listening,
+        "brake": comp.brake_text(),
     }
     if comp.scoreboard is not None:
         info["scoreboard"] = comp.scoreboard.status()
@@ -354,23 +302,3 @@ def status_info(comp: DaemonComponent) -> dict[str, Any]:
             for s in comp.scoreboard.slots()
         ]
     return info
-
-
-def _read_request(conn: socket.socket) -> dict[str, Any] | None:
-    data = b""
-    while b"\n" not in data and len(data) < _MAX_REQUEST:
-        chunk = conn.recv(_MAX_REQUEST)
-        if not chunk:
-            break
-        data += chunk
-    try:
-        request = json.loads(data.split(b"\n", 1)[0] or b"null")
-    except ValueError:
-        return None
-    return request if isinstance(request, dict) else None
-
-
-def _reply(conn: socket.socket, answer: dict[str, Any]) -> None:
-    with contextlib.suppress(OSError):
-        conn.sendall(json.dumps(answer).encode() + b"\n")
-    conn.close()

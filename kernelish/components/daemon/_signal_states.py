@@ -1,12 +1,18 @@
 """The Daemon's signal states and its shutdown: children going away, INT,
-TERM, HUP, USR2, and the stop with its escalation to KILL.
+TERM, QUIT, HUP, USR2, and the stop with its escalation to KILL.
 
 Mixed into :class:`~kernelish.components.daemon.DaemonComponent`; each
 method is a state of the Daemon's session (the seed's ``sig_CHLD``,
 ``sig_INT``, ``sig_TERM``, ``sig_HUP``, ``shutdown``, ``foreign_child``),
-plus what the seed lacked: ``sig_USR2`` (the peek dump), ``orphaned`` (a
-child whose parent died) and ``shutdown_escalate`` (KILL for children that
-ignore TERM).
+plus what the seed lacked: ``sig_USR2`` (the peek dump), ``sig_QUIT`` (a
+fast stop: children KILLed at once), ``orphaned`` (a child whose parent
+died) and ``shutdown_escalate`` (KILL for children that ignore TERM).
+
+TERM (and INT) is a graceful stop: the children are TERMed, and a child's
+``daemon_shutdown`` handler stops accepting and closes its connection once
+the request under way is answered (see examples/_lineserver.py); whatever is
+left after ``shutdown_timeout`` gets KILL -- gunicorn's TERM, Apache's
+graceful-stop.
 """
 
 from __future__ import annotations
@@ -14,13 +20,15 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 
-from kernelish import ARG0, ARG1, ARG3, KERNEL, HandlerArgs
+from kernelish import ARG0, ARG1, ARG2, ARG3, KERNEL, HandlerArgs
 
-from . import _process
+from . import _policy, _process
 from ._babysit import _kill
 from ._facade import Daemon
 from ._process import log
+from ._scoreboard import SlotState
 from ._state import DaemonState
 
 __all__ = ["SignalStates"]
@@ -54,6 +62,10 @@ class SignalStates(DaemonState):
             return
         self._verbose("SIGCHLD pid=%s: child %s", pid, "is gone" if fake else "exited")
         assert self.scoreboard is not None
+        state = self.scoreboard.read(slot)
+        self.born.pop(pid, None)
+        if self.is_prefork() and not self.die:
+            self._count_death(pid, state, _[ARG2])
         self.scoreboard.drop(slot)
         kernel.sig_child(pid)
         self.rogue_list.pop(pid, None)
@@ -65,11 +77,45 @@ class SignalStates(DaemonState):
         elif self.is_fork():
             self._backpressure()
 
+    def _count_death(self, pid: int, state: str, wstatus: int | None) -> None:
+        """A child that died before it was ready feeds the crash-loop brake."""
+        brake = _policy.child_exited(self.brake, SlotState(state), time.monotonic())
+        if brake is self.brake:
+            return
+        self.brake = brake
+        how = _exit_text(wstatus)
+        delay = _policy.brake_delay(brake.died_at_start)
+        if delay:
+            log.warning(
+                "%d: child %d died at start (%s), %d in a row: crash-loop brake, next fork in %gs",
+                os.getpid(),
+                pid,
+                how,
+                brake.died_at_start,
+                delay,
+            )
+        else:
+            log.warning("%d: child %d died at start (%s)", os.getpid(), pid, how)
+
     def sig_INT(self, _: HandlerArgs) -> None:
         """INT: shut down (the signal is handled, so the session lives on)."""
         self._verbose("SIGINT")
         _[KERNEL].yield_("shutdown")
         _[KERNEL].sig_handled()
+
+    def sig_QUIT(self, _: HandlerArgs) -> None:
+        """QUIT (the parent): stop *now* -- children get KILL at once, without
+        finishing their requests; the parent still removes its pidfile and
+        socket.  Also during a graceful stop (TERM) that takes too long."""
+        kernel = _[KERNEL]
+        kernel.sig_handled()
+        if self.is_child:
+            return
+        self._verbose("SIGQUIT")
+        self.fast_stop = True
+        if not self.die:
+            kernel.call(kernel.get_active_session(), "shutdown")
+        kernel.call(kernel.get_active_session(), "shutdown_escalate")
 
     def sig_TERM(self, _: HandlerArgs) -> None:
         """TERM: shut down, TERMing the children (daemontools' ``svc -d``)."""
@@ -97,7 +143,7 @@ class SignalStates(DaemonState):
         if self.config.logfile is not None:
             try:
                 _process.open_logfile(self.config.logfile)
-            except OSError as exc:
+            except (OSError, _process.LogfileError) as exc:
                 # A rotation gone wrong (directory gone, no permission, disk
                 # full) must not take the server down: keep the old file.
                 log.error(
@@ -140,12 +186,27 @@ class SignalStates(DaemonState):
             kernel.delay("shutdown_escalate", self.config.shutdown_timeout)
 
     def shutdown_escalate(self, _: HandlerArgs) -> None:
-        """Children that ignored TERM for ``shutdown_timeout`` get KILL."""
+        """Children that ignored TERM for ``shutdown_timeout`` get KILL (at
+        once after QUIT)."""
         for pid in list(self.children or ()):
-            log.warning(
-                "%d: child %d ignored TERM for %ss; sending KILL",
-                os.getpid(),
-                pid,
-                self.config.shutdown_timeout,
-            )
+            if self.fast_stop:
+                log.warning("%d: fast stop (SIGQUIT): sending KILL to child %d", os.getpid(), pid)
+            else:
+                log.warning(
+                    "%d: child %d ignored TERM for %ss; sending KILL",
+                    os.getpid(),
+                    pid,
+                    self.config.shutdown_timeout,
+                )
             _kill(pid, signal.SIGKILL)
+
+
+def _exit_text(wstatus: int | None) -> str:
+    """A wait status in words: 'exit status 1', 'signal 11'."""
+    if not isinstance(wstatus, int):
+        return "gone"
+    if os.WIFSIGNALED(wstatus):
+        return f"signal {os.WTERMSIG(wstatus)}"
+    if os.WIFEXITED(wstatus):
+        return f"exit status {os.WEXITSTATUS(wstatus)}"
+    return f"wait status {wstatus}"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from kernelish import Session, poe_kernel
 from kernelish._signals import SessionWatcher
 
+from ._policy import Brake
 from ._process import log
 
 if TYPE_CHECKING:
@@ -47,10 +48,19 @@ class DaemonState:
         self.parent_pid: int | None = None
         self.startup = False
         self.die = False
+        #: QUIT asked for a fast stop: children get KILL at once.
+        self.fast_stop = False
         self.paused = False
         self.told_parent = False
         self.rogue_list: dict[int, int] = {}
+        #: When each pool child was forked (time.monotonic()).
+        self.born: dict[int, float] = {}
+        #: The crash-loop brake (pre-forking; see _policy).
+        self.brake = Brake()
         self._done: set[str] = set()
+        #: open_logfile created the logfile (so drop_privs may hand it over)
+        self.logfile_created = False
+        self._log_pending = False
 
     def is_prefork(self) -> bool:
         """Pre-forking: ``start_children`` is set (``is_prefork``)."""
@@ -94,6 +104,10 @@ class DaemonState:
         elif self.paused:
             self.paused = False
             self.inform_others("daemon_accept")
+
+    def brake_text(self) -> str:  # pragma: no cover - the component's
+        """The crash-loop brake, in words for ``status`` ('' when off)."""
+        raise NotImplementedError
 
     def fork_off(self, n: int | list[Any]) -> None:  # pragma: no cover - the component's
         """Fork ``n`` children, or one per request in a list."""

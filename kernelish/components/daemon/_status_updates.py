@@ -21,6 +21,8 @@ class StatusUpdates(DaemonState):
     def update_status(self, _: HandlerArgs) -> Any:
         """User code tells us its new status (``update_status``)."""
         status, parm = _[ARG0], _[ARG1]
+        if self.is_child and self.my_slot is None:
+            return None  # shutting down: the slot says 'e' (exiting) now
         if self.is_prefork():
             return self._update_status_prefork(status)
         if self.is_fork():
