@@ -3,6 +3,7 @@
 from kernelish.filters._base import Filter, FilterError, RecordTooLong
 from kernelish.filters._block import Block
 from kernelish.filters._grep import Grep
+from kernelish.filters._httpd import HTTPD
 from kernelish.filters._line import Line
 from kernelish.filters._map import Map
 from kernelish.filters._recordblock import RecordBlock
@@ -11,6 +12,7 @@ from kernelish.filters._stackable import Stackable
 from kernelish.filters._stream import Stream
 
 __all__ = [
+    "HTTPD",
     "Block",
     "Filter",
     "FilterError",
