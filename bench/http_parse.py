@@ -40,10 +40,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import best_of, emit, table
-
 import h11
 import httptools
+from _common import best_of, emit, table
 
 GET = (
     b"GET /static/css/site.css?v=42 HTTP/1.1\r\n"

@@ -25,7 +25,8 @@ leaves to its caller:
   ``MaxContent`` (413) before the body is read when ``Content-Length`` gives it, and as the
   chunks come otherwise.
 * **What RFC 9112 asks beyond the grammar**: exactly one ``Host`` in HTTP/1.1 (400), no
-  ``Transfer-Encoding`` in HTTP/1.0 (400), a coding other than ``chunked`` (501), a method
+  ``Transfer-Encoding`` in HTTP/1.0 (400), a last coding other than ``chunked`` (400),
+  another coding before it (501: none is implemented), a method
   llhttp does not know in a well-formed request line (501, where llhttp says only "invalid
   method"), a version other than 1.x (505).
 * **Where to stop.**  After an error, or after a request that ends the connection (HTTP/1.0
@@ -48,7 +49,7 @@ from kernelish.http import Headers, Request, Response
 
 __all__ = ["Limits", "RequestReader"]
 
-HEAD, BODY, CHUNKED, RAW_BODY, STOPPED = range(5)
+HEAD, BODY, CHUNKED, RAW_BODY, BAD_METHOD, STOPPED = range(6)
 
 _httptools: Any = None
 
@@ -177,6 +178,9 @@ class RequestReader:
                 self._finish_message()
                 self._next_state()
             return stop
+        if state == BAD_METHOD:
+            self._head_raw.append(buf[pos:] if pos else buf)
+            self._judge_method()
         return size  # STOPPED: discarded
 
     def _step_chunked(self, buf: bytes, pos: int) -> int:
@@ -274,12 +278,28 @@ class RequestReader:
         detail = str(exc) or type(exc).__name__
         status = 400
         if isinstance(exc, _httptools.HttpParserInvalidMethodError):
-            head = b"".join(self._head_raw) + piece if self._head_raw else piece
-            if _REQUEST_LINE.match(head):
-                status = 501
-        elif detail == "Invalid HTTP version":
+            # An unknown method (501) or garbage (400)?  The whole request line tells.
+            if not self._head_raw or self._head_raw[-1] is not piece:
+                self._head_raw.append(piece)
+            self.state = BAD_METHOD
+            self._judge_method()
+            return
+        if detail == "Invalid HTTP version":
             status = 505
         self._refuse(status, detail)
+
+    def _judge_method(self) -> None:
+        """Answer a request line llhttp refused for its method once the line is complete
+        (or longer than any request line may be)."""
+        head = b"".join(self._head_raw)
+        end = head.find(b"\n")
+        if end < 0 and len(head) <= self._limits.max_request_line + 64:
+            return  # wait for the rest of the line
+        line = head[: end + 1] if end >= 0 else head
+        if _REQUEST_LINE.match(line):
+            self._refuse(501, f"method {line.split(b' ', 1)[0][:40]!r} not implemented")
+        else:
+            self._refuse(400, "a request line of garbage")
 
     def _refuse(self, status: int, detail: str) -> None:
         self._out.append(Response.error(status, detail, self._request))
@@ -361,8 +381,12 @@ class RequestReader:
         if self._chunked:
             if version == "1.0":
                 raise _Refusal(400, "Transfer-Encoding in an HTTP/1.0 request")
-            codings = fields[names.index(b"transfer-encoding")][1].lower().split(b",")
-            if [coding.strip() for coding in codings] != [b"chunked"]:
+            value = fields[names.index(b"transfer-encoding")][1].lower().split(b",")
+            codings = [coding.strip() for coding in value]
+            if codings[-1] != b"chunked":
+                # RFC 9112 6.3: the body's length cannot be known.
+                raise _Refusal(400, "Transfer-Encoding whose last coding is not chunked")
+            if len(codings) > 1:
                 raise _Refusal(501, "a transfer coding other than chunked")
         request.upgrade = self._parser.should_upgrade()
 
