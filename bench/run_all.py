@@ -45,6 +45,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         ["--lines", "500000", "--repeats", "3"],
         ["--lines", "100000", "--repeats", "1", "--stamped", "150"],
     ),
+    "http_parse": (["--repeats", "5"], ["--repeats", "2", "--requests", "5000"]),
     "run": (
         ["--repeats", "5"],
         ["--repeats", "1", "--starts", "50", "--lines", "300000", "--seconds", "0.5"],
@@ -319,6 +320,7 @@ SECTIONS = [
     ("run_start", "Run: start to CloseEvent", "run"),
     ("run_lines", "Run: lines from a worker", "run"),
     ("run_ref", "Run: Reference round trips", "run"),
+    ("http_parse", "HTTP parsing: httptools, h11 and the HTTPD filter", "http_parse"),
 ]
 
 
@@ -374,6 +376,8 @@ def write_doc(
         out += ["", f"## {title}", "", "| Figure | kernelish / baseline | Perl | Notes |"]
         out.append("|---|---|---|---|")
         for r in rows:
+            if "bad_input" in r:
+                continue  # their own table, below
             if "bench" in r:
                 notes = []
                 if r.get("baseline"):
@@ -395,6 +399,12 @@ def write_doc(
                     f"| {r['check']} | {fmt(r['value'], r['unit'])} | | "
                     f"target {r['op']} {fmt(r['target'], r['unit'])}: {verdict} |"
                 )
+        bad = [r for r in rows if "bad_input" in r]
+        if bad:
+            out += ["", "| Bad input | httptools | h11 | HTTPD answers |", "|---|---|---|---|"]
+            out += [
+                f"| {r['bad_input']} | {r['httptools']} | {r['h11']} | {r['httpd']} |" for r in bad
+            ]
         missed = [r for r in rows if "check" in r and not r["pass"]]
         if missed:
             out += ["", f"**What bounds it.** {BOUNDS.get(key, '')}"]

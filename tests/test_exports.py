@@ -28,7 +28,21 @@ OTHER_EXPORTS: list[tuple[str, list[str]]] = [
     ("kernelish.wheels", ["SocketFactory", "ReadWrite", "FollowTail", "Run"]),
     (
         "kernelish.filters",
-        ["Line", "Stream", "Reference", "Block", "RecordBlock", "Stackable", "Map", "Grep"],
+        [
+            "Line",
+            "Stream",
+            "Reference",
+            "Block",
+            "RecordBlock",
+            "Stackable",
+            "Map",
+            "Grep",
+            "HTTPD",
+        ],
+    ),
+    (
+        "kernelish.http",
+        ["Headers", "Request", "Response", "http_date", "reason_phrase", "wsgi_environ"],
     ),
     ("kernelish.drivers", ["SysRW"]),
     ("kernelish.components.daemon", ["DaemonComponent", "Daemon", "Scoreboard", "DaemonConfig"]),
