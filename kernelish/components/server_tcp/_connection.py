@@ -50,6 +50,7 @@ import logging
 import os
 import socket
 import ssl
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -296,6 +297,11 @@ class Connection:
             info.get("event"),
             exc_info=error if isinstance(error, BaseException) else None,
         )
+        if isinstance(error, BaseException) and error.__traceback__ is not None:
+            # The traceback's frames hold this connection's wheel (and so its
+            # socket) for as long as anything keeps the exception -- a log
+            # handler that keeps records, say: let go of their locals.
+            traceback.clear_frames(error.__traceback__)
         heap["got_an_error"] = True
         self.shutdown(_)
 
