@@ -586,13 +586,15 @@ def test_client_input_that_raises_closes_only_its_connection(
     stop_server(server)
 
 
-def test_an_error_in_the_listener_is_pOE_DIE() -> None:
+def test_an_error_in_the_listener_is_poes_die() -> None:
     def acceptor(_: HandlerArgs) -> None:
         _[ARG0].close()
         raise ValueError("listener bug")
 
-    server = ServerTCP(**LOCAL, Acceptor=acceptor)
+    heaps: list[Any] = []
+    server = ServerTCP(**LOCAL, Acceptor=acceptor, Started=lambda _: heaps.append(_[HEAP]))
     peer = Peer(server.port)
     with pytest.raises(ValueError, match="listener bug"):
-        poe_kernel.run()
+        poe_kernel.run()  # POE: an unhandled DIE stops every session, run() dies
     peer.close()
+    heaps[0].pop("listener")
