@@ -37,6 +37,7 @@ from __future__ import annotations
 import errno
 import os
 import ssl
+import weakref
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -83,7 +84,7 @@ class TLSHandshake(Wheel):
         self.hold(sock)
         self._success_event = success_event
         self._failure_event = failure_event
-        self._waiting = 0  # the mode watched (0: none)
+        self._waiting: int | None = None  # the mode watched
         self._timer = self.defer(TLSHandshake._timed_out, timeout)
         # The first step runs in the next dispatch pass: the constructor
         # returns before any event of the wheel's (a client's first flight
@@ -113,7 +114,7 @@ class TLSHandshake(Wheel):
         sock = self._sock
         assert sock is not None
         if self._waiting != mode:
-            if self._waiting:
+            if self._waiting is not None:
                 self.unwatch(sock, self._waiting)
             self.watch(sock, mode, TLSHandshake._step)
             self._waiting = mode
@@ -122,9 +123,9 @@ class TLSHandshake(Wheel):
         sock = self._sock
         self._sock = None
         self.cancel(self._timer)
-        if sock is not None and self._waiting:
+        if sock is not None and self._waiting is not None:
             self.unwatch(sock, self._waiting)
-        self._waiting = 0
+        self._waiting = None
 
     def _fail(self, errnum: int, errstr: str) -> None:
         self._finish()
@@ -146,7 +147,9 @@ class TLSDriver(Driver):
     __slots__ = ("_block_size", "_current", "_octets", "_queue", "_sock")
 
     def __init__(self, sock: ssl.SSLSocket, block_size: int = 65536) -> None:
-        self._sock = sock
+        # Weakly: the wheel closes the socket when it is dropped, if nothing
+        # else holds it -- the driver must not be that something.
+        self._sock = weakref.ref(sock)
         self._block_size = block_size
         self._queue: deque[bytes] = deque()
         #: The buffer of a write OpenSSL has not finished (retried as is).
@@ -161,7 +164,9 @@ class TLSDriver(Driver):
     def get(self, handle: Any) -> list[bytes] | None:
         """Read what one TLS record (or more, already decrypted) holds:
         ``[data]``, ``[]`` if none is complete yet, None at end of file."""
-        sock = self._sock
+        sock = self._sock()
+        if sock is None:
+            return None
         try:
             data = sock.recv(self._block_size)
         except _NOT_NOW:
@@ -194,7 +199,9 @@ class TLSDriver(Driver):
     def flush(self, handle: Any) -> int:
         """Send queued records until done or OpenSSL would block; the octets
         left.  TLS errors raise (an ``OSError``), the queue kept."""
-        sock = self._sock
+        sock = self._sock()
+        if sock is None:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
         while True:
             data = self._current
             if data is None:
