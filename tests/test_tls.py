@@ -45,15 +45,17 @@ def finish() -> None:
 def tls_client(port: int, cert: Path, lines: list[bytes]) -> tuple[str, list[bytes]]:
     """A blocking TLS client (the standard library's): send, read, close."""
     context = client_context(cert)
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            version = tls.version() or ""
-            got = b""
-            for n, line in enumerate(lines, 1):
-                tls.sendall(line + b"\r\n")
-                while got.count(b"\r\n") < n:
-                    got += tls.recv(65536)
-            return version, got.split(b"\r\n")[:-1]
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        version = tls.version() or ""
+        got = b""
+        for n, line in enumerate(lines, 1):
+            tls.sendall(line + b"\r\n")
+            while got.count(b"\r\n") < n:
+                got += tls.recv(65536)
+        return version, got.split(b"\r\n")[:-1]
 
 
 def test_a_tls_echo_with_a_real_client(certificate: tuple[Path, Path]) -> None:
