@@ -130,11 +130,10 @@ class _Client:
         self.filter = filter_factory(_OWNER, "Filter", p.filter) or default_filter
         self.connect_error: Callable[[HandlerArgs], Any] = p.connect_error or default_connect_error
         self.server_error: Callable[[HandlerArgs], Any] = p.server_error or default_server_error
-        wheel: dict[str, Any] = {
-            "InputEvent": "got_server_input",
-            "ErrorEvent": "got_server_error",
-            "FlushedEvent": "got_server_flush",
-        }
+        wheel: dict[str, Any] = {"InputEvent": "got_server_input", "ErrorEvent": "got_server_error"}
+        if p.server_flushed is not None:
+            # Otherwise set only when a shutdown waits for it (a dispatch each).
+            wheel["FlushedEvent"] = "got_server_flush"
         if p.high_mark is not None:
             wheel.update(
                 HighMark=p.high_mark, LowMark=p.low_mark, HighEvent="got_high", LowEvent="got_low"
@@ -329,6 +328,8 @@ class _Client:
             server.event(InputEvent="got_server_ignore")
             if heap.get("got_an_error") or not server.get_driver_out_octets():
                 self._disconnect(_)
+            else:
+                server.event(FlushedEvent="got_server_flush")  # close when flushed
         else:
             heap.pop("server", None)
         if self.p.alias is not None:

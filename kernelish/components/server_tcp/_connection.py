@@ -118,8 +118,11 @@ class Connection:
         wheel: dict[str, Any] = {
             "InputEvent": "tcp_server_got_input",
             "ErrorEvent": "tcp_server_got_error",
-            "FlushedEvent": "tcp_server_got_flush",
         }
+        if p.client_flushed is not None:
+            # Otherwise FlushedEvent is set only when a shutdown or a drain
+            # waits for it: every flush event is a dispatch.
+            wheel["FlushedEvent"] = "tcp_server_got_flush"
         high, low = p.high_mark, p.low_mark
         if high is None and p.client_backpressure:
             high, low = DEFAULT_HIGH_MARK, DEFAULT_LOW_MARK
@@ -256,11 +259,17 @@ class Connection:
         client.event(InputEvent="tcp_server_ignore")
         if heap.get("got_an_error") or not client.get_driver_out_octets():
             self._disconnect(_)
+        else:
+            client.event(FlushedEvent="tcp_server_got_flush")  # close when flushed
 
     def drain(self, _: HandlerArgs) -> None:
         """The Daemon stops gracefully: close once what the client already
         sent is answered (``tcp_server_drain``, kernelish)."""
-        _[HEAP]["draining"] = True
+        heap = _[HEAP]
+        heap["draining"] = True
+        client = heap.get("client")
+        if isinstance(client, ReadWrite):
+            client.event(FlushedEvent="tcp_server_got_flush")
         self._close_if_idle(_)
 
     def _close_if_idle(self, _: HandlerArgs) -> None:
