@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import ssl
 import weakref
 from collections import deque
@@ -45,7 +46,7 @@ from typing import Any
 from kernelish.drivers import Driver
 from kernelish.wheels import MODE_READ, MODE_WRITE, Wheel
 
-__all__ = ["TLSDriver", "TLSHandshake", "close_notify", "handshake_error"]
+__all__ = ["TLSDriver", "TLSHandshake", "close_notify", "handshake_error", "no_delay"]
 
 #: The most octets one TLS write carries (four records of 16 KiB).
 _WRITE_CHUNK = 65536
@@ -86,10 +87,12 @@ class TLSHandshake(Wheel):
         self._failure_event = failure_event
         self._waiting: int | None = None  # the mode watched
         self._timer = self.defer(TLSHandshake._timed_out, timeout)
-        # The first step runs in the next dispatch pass: the constructor
-        # returns before any event of the wheel's (a client's first flight
-        # goes out then).
-        self.defer(TLSHandshake._step)
+        if sock.server_side:
+            self._wait(MODE_READ)  # the client speaks first
+        else:
+            # The first step runs in the next dispatch pass: the constructor
+            # returns before any event of the wheel's.
+            self.defer(TLSHandshake._step)
 
     def _step(self) -> None:
         sock = self._sock
@@ -248,3 +251,15 @@ def close_notify(sock: Any) -> None:
             sock.unwrap()
         except (ssl.SSLError, OSError, ValueError):
             pass
+
+
+def no_delay(sock: Any) -> None:
+    """TCP_NODELAY on a socket about to carry TLS: a handshake flight, the
+    session tickets and the first record are separate small writes, and
+    Nagle's algorithm would hold each behind the peer's delayed ACK (40 ms
+    on Linux) -- asyncio sets it on every TCP socket for the same reason."""
+    try:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass

@@ -62,6 +62,7 @@ dead": a handler should log it and keep the wheel.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import socket
 from typing import Any
@@ -190,7 +191,7 @@ class SocketFactory(AcceptingWheel):
         proto_name = p.socket_protocol
         if isinstance(proto_name, str):
             try:
-                proto = socket.getprotobyname(proto_name) if domain != socket.AF_UNIX else 0
+                proto = _protocol_number(proto_name) if domain != socket.AF_UNIX else 0
             except OSError:
                 raise _Failed("getprotobyname", 0, f"unknown protocol {proto_name!r}") from None
         else:
@@ -245,6 +246,8 @@ class SocketFactory(AcceptingWheel):
         number = self._port(port)
         if host is None or host == "":
             return ("::" if self._domain == socket.AF_INET6 else "0.0.0.0", number)
+        if self._domain == socket.AF_INET and _is_ipv4(host):
+            return (host, number)  # a numeric address: no resolver call
         try:
             infos = socket.getaddrinfo(
                 host,
@@ -342,3 +345,19 @@ class SocketFactory(AcceptingWheel):
                 self.unwatch(sock, MODE_WRITE)
             self.disown(sock)
             sock.close()
+
+
+@functools.cache
+def _protocol_number(name: str) -> int:
+    """``getprotobyname``, once per name (it reads /etc/protocols each time)."""
+    return socket.getprotobyname(name)
+
+
+def _is_ipv4(host: str) -> bool:
+    """Whether ``host`` is a dotted-quad IPv4 address (what getaddrinfo
+    would return unchanged)."""
+    try:
+        socket.inet_pton(socket.AF_INET, host)
+    except OSError:
+        return False
+    return True

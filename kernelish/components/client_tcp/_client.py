@@ -56,7 +56,7 @@ from .._shared import (
     session_options,
     with_args,
 )
-from .._tls import TLSDriver, TLSHandshake, close_notify
+from .._tls import TLSDriver, TLSHandshake, close_notify, no_delay
 from ._params import ClientTCPParams
 
 __all__ = ["ClientTCP"]
@@ -144,25 +144,27 @@ class _Client:
 
     def states(self) -> dict[str, Callable[[HandlerArgs], Any]]:
         p = self.p
+        # Only the states this client can receive: a session is made per
+        # connection, and each state costs its registration.
         states: dict[str, Callable[[HandlerArgs], Any]] = {
             "_start": self.start,
             "_stop": self.stop,
-            "_child": _nothing,
             "reconnect": self.reconnect,
             "connect": self.connect,
             "shutdown": self.shutdown,
             "got_connect_success": self.got_connect_success,
             "got_connect_error": self.got_connect_error,
-            "got_connect_timeout": self.got_connect_timeout,
             "got_server_error": self.got_server_error,
             "got_server_input": p.server_input,
             "got_server_flush": self.got_server_flush,
             "got_server_ignore": _nothing,
-            "got_high": p.server_high or _nothing,
-            "got_low": p.server_low or _nothing,
-            "got_tls_up": self.got_tls_up,
-            "got_tls_failed": self.got_tls_failed,
         }
+        if p.connect_timeout is not None:
+            states["got_connect_timeout"] = self.got_connect_timeout
+        if p.server_high is not None and p.server_low is not None:
+            states["got_high"], states["got_low"] = p.server_high, p.server_low
+        if p.ssl_context is not None:
+            states["got_tls_up"], states["got_tls_failed"] = self.got_tls_up, self.got_tls_failed
         states.update(p.inline_states or {})
         return states
 
@@ -244,6 +246,7 @@ class _Client:
                 sock = given
         if p.ssl_context is not None:
             hostname = p.server_hostname or (self.address if p.ssl_context.check_hostname else None)
+            no_delay(sock)
             try:
                 tls = p.ssl_context.wrap_socket(
                     sock, server_side=False, server_hostname=hostname, do_handshake_on_connect=False

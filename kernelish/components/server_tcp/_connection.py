@@ -58,7 +58,7 @@ from kernelish import ARG0, ARG1, ARG2, ARG3, HEAP, KERNEL, SESSION, HandlerArgs
 from kernelish.wheels import ReadWrite
 
 from .._shared import FilterFactory, with_args
-from .._tls import TLSDriver, TLSHandshake, close_notify
+from .._tls import TLSDriver, TLSHandshake, close_notify, no_delay
 from ._params import DEFAULT_HIGH_MARK, DEFAULT_LOW_MARK
 
 if TYPE_CHECKING:
@@ -177,6 +177,7 @@ class Connection:
                 sock.close()
             sock = given
         if self.ssl_context is not None:
+            no_delay(sock)
             try:
                 tls = self.ssl_context.wrap_socket(
                     sock, server_side=True, do_handshake_on_connect=False
