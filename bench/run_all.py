@@ -49,6 +49,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         ["--repeats", "5"],
         ["--repeats", "1", "--starts", "50", "--lines", "300000", "--seconds", "0.5"],
     ),
+    "servers_tcp": (["--seconds", "2", "--repeats", "2"], ["--seconds", "1", "--repeats", "1"]),
 }
 
 #: What bounds a target when it is missed.  No figure is written here: the
@@ -159,7 +160,41 @@ BOUNDS = {
     ),
 }
 
+BOUNDS.update(
+    {
+        "tcp_echo": (
+            "ServerTCP's per-record path is the hand-written server's: ClientInput is the "
+            "ReadWrite's InputEvent state itself. A shortfall there is the flushed event "
+            "(one dispatch per put) or the machine's noise; see the profile."
+        ),
+        "tcp_daemon": (
+            "With the example's settings (requests=1) every connection costs a fork and "
+            "an exit, so both servers run at the fork rate and the ratio swings with it; "
+            "ServerTCP adds a session per connection and the Daemon glue's dispatches."
+        ),
+        "tcp_tls": (
+            "A handshake is OpenSSL's crypto on both sides (the client processes share "
+            "the 2 cores); the server's part beyond it is the handshake wheel's watch "
+            "and one dispatch per flight."
+        ),
+        "tcp_client": (
+            "A ClientTCP connection is a session, a SocketFactory, a ReadWrite and two "
+            "posted events (POE's `reconnect` from `_start`, and `shutdown`), each with "
+            "its pydantic parameter check, watch and unwatch; asyncio's `open_connection` "
+            "is a transport and a protocol in C-accelerated code. The profile below is "
+            "the client's, 8 at a time."
+        ),
+    }
+)
+
 PROFILES = {
+    "tcp_client": (
+        "import sys; sys.path.insert(0, 'bench'); import servers_tcp as st; "
+        "import cProfile, pstats; srv = st.EchoServer('asyncio'); "
+        "cProfile.run('st.client_kernelish(srv.port, 8, 2.0)', '/tmp/kernelish-bench.prof'); "
+        "srv.__exit__(); "
+        "pstats.Stats('/tmp/kernelish-bench.prof').sort_stats('tottime').print_stats(14)"
+    ),
     # Its own process: the order of its imports is the measurement.
     "memory": "import subprocess, sys; subprocess.run([sys.executable, 'bench/afterfork.py'])",
     "postfork": "import runpy, sys; sys.argv = ['forkprofile']; "
@@ -319,12 +354,16 @@ SECTIONS = [
     ("run_start", "Run: start to CloseEvent", "run"),
     ("run_lines", "Run: lines from a worker", "run"),
     ("run_ref", "Run: Reference round trips", "run"),
+    ("tcp_echo", "ServerTCP: line echo", "servers_tcp"),
+    ("tcp_daemon", "ServerTCP under the pre-forking Daemon", "servers_tcp"),
+    ("tcp_tls", "ServerTCP: TLS handshakes", "servers_tcp"),
+    ("tcp_client", "ClientTCP: connect and one round trip", "servers_tcp"),
 ]
 
 
 def section_records(key: str, script: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     mine = [r for r in records if r.get("script") == script]
-    if script in ("pools", "run"):
+    if script in ("pools", "run", "servers_tcp"):
         return [r for r in mine if r.get("group") == key]
     return mine
 

@@ -25,13 +25,15 @@ KERNEL_NAMES = [
 #: (module, names) the other parts of kernelish export; their owners extend
 #: this list.
 OTHER_EXPORTS: list[tuple[str, list[str]]] = [
-    ("kernelish.wheels", ["SocketFactory", "ReadWrite", "FollowTail", "Run"]),
+    ("kernelish.wheels", ["SocketFactory", "ReadWrite", "FollowTail", "Run", "ListenAccept"]),
     (
         "kernelish.filters",
         ["Line", "Stream", "Reference", "Block", "RecordBlock", "Stackable", "Map", "Grep"],
     ),
     ("kernelish.drivers", ["SysRW"]),
     ("kernelish.components.daemon", ["DaemonComponent", "Daemon", "Scoreboard", "DaemonConfig"]),
+    ("kernelish.components.server_tcp", ["ServerTCP"]),
+    ("kernelish.components.client_tcp", ["ClientTCP"]),
 ]
 
 

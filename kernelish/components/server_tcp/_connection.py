@@ -135,39 +135,43 @@ class Connection:
         if p.client_idle_timeout is not None:
             wheel["InputTimeout"] = p.client_idle_timeout
         self.wheel_params = wheel
+        # Only the states a connection can receive: a session is made per
+        # connection, and each state costs its registration.
         states: dict[str, Callable[[HandlerArgs], Any]] = {
             "_start": self.start,
             "_stop": self.stop,
-            "_child": _nothing,
             "shutdown": self.shutdown,
             "tcp_server_got_input": p.client_input or _nothing,
             "tcp_server_got_error": self.got_error,
             "tcp_server_got_flush": self.got_flush,
             "tcp_server_ignore": _nothing,
             "tcp_server_died": self.died,
-            "tcp_server_drain": self.drain,
-            "tcp_server_tls_up": self.tls_up,
-            "tcp_server_tls_failed": self.tls_failed,
         }
+        if p.daemon:
+            states["tcp_server_drain"] = self.drain
+        if p.ssl_context is not None:
+            states["tcp_server_tls_up"] = self.tls_up
+            states["tcp_server_tls_failed"] = self.tls_failed
         if p.client_high is not None and p.client_low is not None:
             states["tcp_server_got_high"] = p.client_high
             states["tcp_server_got_low"] = p.client_low
-        states.update(p.inline_states or {})
+        user = p.inline_states or {}
+        if "_default" in user:
+            states["_child"] = _nothing  # POE's: not for the user's _default
+        states.update(user)
         self.states = states
 
     # -- start ------------------------------------------------------------------
 
     def start(self, _: HandlerArgs) -> None:
         """``_start``: heap keys, ClientPreConnect, TLS or the ReadWrite."""
-        kernel, heap = _[KERNEL], _[HEAP]
+        heap = _[HEAP]
         sock, address, port = _[ARG0], _[ARG2], _[ARG3]
         heap["shutdown"] = False
         heap["shutdown_on_error"] = self.shutdown_on_error
         heap["connected"] = False
         heap["remote_ip"] = "LOCAL" if self.unix else address
         heap["remote_port"] = port
-        # Before any callback: an exception in one closes this connection only.
-        kernel.sig("DIE", "tcp_server_died")
         if self.pre_connect is not None:
             given = self.pre_connect(_)
             if given is None or not callable(getattr(given, "fileno", None)):
@@ -291,13 +295,10 @@ class Connection:
     # -- errors and the end ---------------------------------------------------------
 
     def died(self, _: HandlerArgs) -> None:
-        """The DIE signal: a callback of *this* session raised.  Log it,
-        handle it, close this connection (POE would stop every session)."""
-        info = _[ARG1]
-        if not isinstance(info, dict) or info.get("dest_session") is not _[SESSION]:
-            return  # another session's error: not ours to handle
-        kernel, heap = _[KERNEL], _[HEAP]
-        kernel.sig_handled()
+        """A callback of this session raised (the listener saw the DIE
+        signal, ARG0 its details, and handled it): log it, close this
+        connection.  POE would stop every session."""
+        info, heap = _[ARG0], _[HEAP]
         error = info.get("error")
         log.error(
             "%d: Client session %d: %s in %s; closing the connection",

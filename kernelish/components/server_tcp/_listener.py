@@ -87,7 +87,7 @@ class Listener:
         states: dict[str, Callable[[HandlerArgs], Any]] = {
             "_start": self.start,
             "_stop": self.stop,
-            "_child": _nothing,
+            "tcp_server_child_died": self.child_died,
             "tcp_server_got_error": self.error,
             "tcp_server_got_connection": self.got_connection,
             "disconnected": self.disconnected,
@@ -110,6 +110,9 @@ class Listener:
         heap["connections"] = 0
         if self.connection is not None:
             self.connection.listener_id = _[SESSION].ID
+            # A DIE in a connection reaches its parent, this session: one
+            # watcher here, not one per connection (12 us each).
+            kernel.sig("DIE", "tcp_server_child_died")
         where: dict[str, Any] = {"BindAddress": self.bind_address}
         if p.domain != socket.AF_UNIX:
             where["BindPort"] = p.port
@@ -126,6 +129,18 @@ class Listener:
         self.gate(heap)
         if p.started is not None:
             p.started(_)
+
+    def child_died(self, _: HandlerArgs) -> None:
+        """The DIE signal: if a callback of one of our connections raised,
+        handle it and let that connection close (the rest go on)."""
+        info = _[ARG0 + 1]
+        if not isinstance(info, dict):
+            return
+        where = info.get("dest_session")
+        if isinstance(where, Session) and where.ID in self.sessions and where is not _[SESSION]:
+            kernel = _[KERNEL]
+            kernel.sig_handled()
+            kernel.call(where, "tcp_server_died", info)
 
     def stop(self, _: HandlerArgs) -> None:
         """``_stop``: Stopped."""
@@ -215,10 +230,6 @@ class Listener:
         kernel = _[KERNEL]
         for session_id in sorted(self.sessions):
             kernel.call(session_id, "tcp_server_drain")
-
-
-def _nothing(_: HandlerArgs) -> None:
-    """A state that does nothing."""
 
 
 def _bind_address(p: ServerTCPParams) -> str:
