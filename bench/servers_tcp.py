@@ -20,7 +20,9 @@ Run: ``.venv/bin/python bench/servers_tcp.py [--seconds 2] [--repeats 2] [--only
   process each: target within 20% (ratio >= 0.8).
 * ``client``: connects + one round trip per second of ClientTCP against
   asyncio ``open_connection``, one at a time and 8 at once, against the
-  same asyncio echo server: target >= 1.
+  same asyncio echo server: target >= 1.  ClientTCP reconnecting from its
+  ``Disconnected`` (POE's idiom: one client session, a new connection each
+  time), and -- also checked -- a new ClientTCP per connection.
 
 Every server runs in its own process; every figure is a best of
 ``--repeats``, kinds interleaved so each sees the same machine.
@@ -343,7 +345,11 @@ def bench_tls(seconds: float, repeats: int) -> None:
 # -- ClientTCP ------------------------------------------------------------------------------
 
 
-def client_kernelish(port: int, concurrency: int, seconds: float) -> float:
+def client_kernelish(port: int, concurrency: int, seconds: float, new: bool = False) -> float:
+    """ClientTCP connects + one round trip per second.  ``concurrency``
+    clients, each reconnecting from its Disconnected (POE's idiom: one
+    client session, a new connection each time); with ``new``, a new
+    ClientTCP per connection instead, made by a manager session."""
     from kernelish import HEAP, KERNEL, HandlerArgs, Session, poe_kernel
     from kernelish.components.client_tcp import ClientTCP
 
@@ -362,13 +368,25 @@ def client_kernelish(port: int, concurrency: int, seconds: float) -> float:
     def ended(_: HandlerArgs) -> None:
         count[0] += 1
         if time.perf_counter() < stop_at:
-            one()
+            if new:
+                _[KERNEL].post("manager", "next")
+            else:
+                _[KERNEL].yield_("reconnect")
+        elif new:
+            _[KERNEL].post("manager", "done")
 
     def start(_: HandlerArgs) -> None:
+        _[KERNEL].alias_set("manager")
         for _i in range(concurrency):
             one()
 
-    Session.create(inline_states={"_start": start})
+    Session.create(
+        inline_states={
+            "_start": start,
+            "next": lambda _: one(),
+            "done": lambda _: _[KERNEL].alias_remove("manager"),
+        }
+    )
     started = time.perf_counter()
     poe_kernel.run()
     return count[0] / (time.perf_counter() - started)
@@ -407,7 +425,7 @@ def run_client(kind: str, port: int, concurrency: int, seconds: float) -> float:
 
 def bench_client(seconds: float, repeats: int) -> None:
     for concurrency in (1, 8):
-        rates = {"kernelish": 0.0, "asyncio": 0.0}
+        rates = {"kernelish": 0.0, "asyncio": 0.0, "kernelish-new": 0.0}
         with EchoServer("asyncio") as server:
             for _ in range(repeats):
                 for kind in rates:
@@ -416,6 +434,12 @@ def bench_client(seconds: float, repeats: int) -> None:
         emit(
             f"ClientTCP connect + round trip, {concurrency} at a time",
             rates["kernelish"],
+            "conn/s",
+            group="tcp_client",
+        )
+        emit(
+            f"ClientTCP, a new one per connection, {concurrency} at a time",
+            rates["kernelish-new"],
             "conn/s",
             group="tcp_client",
         )
@@ -433,6 +457,13 @@ def bench_client(seconds: float, repeats: int) -> None:
             1.0,
             group="tcp_client",
         )
+        check(
+            f"ClientTCP, a new one per connection, {concurrency} at a time / asyncio",
+            rates["kernelish-new"] / rates["asyncio"],
+            ">=",
+            1.0,
+            group="tcp_client",
+        )
 
 
 def main() -> None:
@@ -442,16 +473,21 @@ def main() -> None:
     parser.add_argument("--only", action="append", choices=("echo", "daemon", "tls", "client"))
     parser.add_argument("--serve", choices=tuple(SERVES), help=argparse.SUPPRESS)
     parser.add_argument("--tls", help=argparse.SUPPRESS)
-    parser.add_argument("--client", choices=("kernelish", "asyncio"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--client", choices=("kernelish", "kernelish-new", "asyncio"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, default=1, help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.serve:
         SERVES[opts.serve](opts.tls)
         return
+    if opts.client == "asyncio":
+        print(client_asyncio(opts.port, opts.concurrency, opts.seconds))
+        return
     if opts.client:
-        fn = client_kernelish if opts.client == "kernelish" else client_asyncio
-        print(fn(opts.port, opts.concurrency, opts.seconds))
+        new = opts.client == "kernelish-new"
+        print(client_kernelish(opts.port, opts.concurrency, opts.seconds, new))
         return
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     only = set(opts.only or ("echo", "daemon", "tls", "client"))

@@ -328,11 +328,11 @@ class _Client:
         self._cancel_timeout(_)
         server = heap.get("server")
         if heap.get("connected") and isinstance(server, ReadWrite):
-            server.event(InputEvent="got_server_ignore")
             if heap.get("got_an_error") or not server.get_driver_out_octets():
                 self._disconnect(_)
             else:
-                server.event(FlushedEvent="got_server_flush")  # close when flushed
+                # No more input; close once the output is flushed.
+                server.event(InputEvent="got_server_ignore", FlushedEvent="got_server_flush")
         else:
             heap.pop("server", None)
         if self.p.alias is not None:

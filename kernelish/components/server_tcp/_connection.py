@@ -261,11 +261,11 @@ class Connection:
         if not isinstance(client, ReadWrite):
             del heap["client"]  # a handshake under way: nothing to flush
             return
-        client.event(InputEvent="tcp_server_ignore")
         if heap.get("got_an_error") or not client.get_driver_out_octets():
             self._disconnect(_)
         else:
-            client.event(FlushedEvent="tcp_server_got_flush")  # close when flushed
+            # No more input; close once the output is flushed.
+            client.event(InputEvent="tcp_server_ignore", FlushedEvent="tcp_server_got_flush")
 
     def drain(self, _: HandlerArgs) -> None:
         """The Daemon stops gracefully: close once what the client already
