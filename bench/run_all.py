@@ -178,11 +178,12 @@ BOUNDS.update(
             "and one dispatch per flight."
         ),
         "tcp_client": (
-            "A ClientTCP connection is a session, a SocketFactory, a ReadWrite and two "
-            "posted events (POE's `reconnect` from `_start`, and `shutdown`), each with "
-            "its pydantic parameter check, watch and unwatch; asyncio's `open_connection` "
-            "is a transport and a protocol in C-accelerated code. The profile below is "
-            "the client's, 8 at a time."
+            "Each connection of a ClientTCP is a SocketFactory, a ReadWrite and two "
+            "posted events (`reconnect`, `shutdown`), each wheel with its parameter "
+            "check, watch and unwatch; a new ClientTCP per connection adds a session "
+            "(its states registered, its `_start`, its stop and sweep). asyncio's "
+            "`open_connection` is a transport and a protocol. The profile below is a "
+            "new ClientTCP per connection, 8 at a time."
         ),
     }
 )
@@ -191,7 +192,8 @@ PROFILES = {
     "tcp_client": (
         "import sys; sys.path.insert(0, 'bench'); import servers_tcp as st; "
         "import cProfile, pstats; srv = st.EchoServer('asyncio'); "
-        "cProfile.run('st.client_kernelish(srv.port, 8, 2.0)', '/tmp/kernelish-bench.prof'); "
+        "cProfile.run('st.client_kernelish(srv.port, 8, 2.0, new=True)', "
+        "'/tmp/kernelish-bench.prof'); "
         "srv.__exit__(); "
         "pstats.Stats('/tmp/kernelish-bench.prof').sort_stats('tottime').print_stats(14)"
     ),

@@ -31,10 +31,16 @@ What is different, and why:
   way (the program dropped ``heap['client']`` itself, an error in a
   callback).  POE misses it in those cases.
 * An exception in a callback (``ClientInput`` that raises) is POE's DIE
-  signal; the session handles the DIE raised in *itself*, logs it with its
-  traceback (logger ``kernelish.components.server_tcp``) and closes only
-  its own connection; the listener and every other connection go on.  In
-  POE the unhandled DIE stops every session and ``run()`` dies.
+  signal, which reaches the connection's parent, the listening session:
+  one watcher there handles the DIE of any of its connections, logs it
+  with its traceback (logger ``kernelish.components.server_tcp``) and
+  shuts that connection down at once; the listener and every other
+  connection go on.  In POE the unhandled DIE stops every session and
+  ``run()`` dies.
+* Only the states a connection can receive are registered when its
+  session is made (each costs its registration, per connection);
+  ``tcp_server_ignore`` and ``tcp_server_got_flush`` are added with
+  ``kernel.state`` when a shutdown or a drain waits for the flush.
 * With ``SSLContext`` the socket is wrapped and the handshake driven
   without blocking (:mod:`kernelish.components._tls`); ``heap['client']``
   holds the handshake wheel meanwhile, and ``ClientConnected`` comes once
@@ -50,7 +56,6 @@ import logging
 import os
 import socket
 import ssl
-import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -137,16 +142,17 @@ class Connection:
         self.wheel_params = wheel
         # Only the states a connection can receive: a session is made per
         # connection, and each state costs its registration.
+        # (``tcp_server_ignore`` and ``tcp_server_got_flush`` are added when
+        # a shutdown or a drain needs them.)
         states: dict[str, Callable[[HandlerArgs], Any]] = {
             "_start": self.start,
             "_stop": self.stop,
             "shutdown": self.shutdown,
             "tcp_server_got_input": p.client_input or _nothing,
             "tcp_server_got_error": self.got_error,
-            "tcp_server_got_flush": self.got_flush,
-            "tcp_server_ignore": _nothing,
-            "tcp_server_died": self.died,
         }
+        if p.client_flushed is not None:
+            states["tcp_server_got_flush"] = self.got_flush
         if p.daemon:
             states["tcp_server_drain"] = self.drain
         if p.ssl_context is not None:
@@ -265,6 +271,9 @@ class Connection:
             self._disconnect(_)
         else:
             # No more input; close once the output is flushed.
+            kernel = _[KERNEL]
+            kernel.state("tcp_server_ignore", _nothing)
+            kernel.state("tcp_server_got_flush", self.got_flush)
             client.event(InputEvent="tcp_server_ignore", FlushedEvent="tcp_server_got_flush")
 
     def drain(self, _: HandlerArgs) -> None:
@@ -274,6 +283,7 @@ class Connection:
         heap["draining"] = True
         client = heap.get("client")
         if isinstance(client, ReadWrite):
+            _[KERNEL].state("tcp_server_got_flush", self.got_flush)
             client.event(FlushedEvent="tcp_server_got_flush")
         self._close_if_idle(_)
 
@@ -293,28 +303,6 @@ class Connection:
             close_notify(client.get_output_handle())
 
     # -- errors and the end ---------------------------------------------------------
-
-    def died(self, _: HandlerArgs) -> None:
-        """A callback of this session raised (the listener saw the DIE
-        signal, ARG0 its details, and handled it): log it, close this
-        connection.  POE would stop every session."""
-        info, heap = _[ARG0], _[HEAP]
-        error = info.get("error")
-        log.error(
-            "%d: Client session %d: %s in %s; closing the connection",
-            os.getpid(),
-            _[SESSION].ID,
-            info.get("error_str"),
-            info.get("event"),
-            exc_info=error if isinstance(error, BaseException) else None,
-        )
-        if isinstance(error, BaseException) and error.__traceback__ is not None:
-            # The traceback's frames hold this connection's wheel (and so its
-            # socket) for as long as anything keeps the exception -- a log
-            # handler that keeps records, say: let go of their locals.
-            traceback.clear_frames(error.__traceback__)
-        heap["got_an_error"] = True
-        self.shutdown(_)
 
     def stop(self, _: HandlerArgs) -> None:
         """``_stop``: ClientDisconnected if it is still owed; tell the

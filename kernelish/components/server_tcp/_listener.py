@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -137,10 +138,26 @@ class Listener:
         if not isinstance(info, dict):
             return
         where = info.get("dest_session")
-        if isinstance(where, Session) and where.ID in self.sessions and where is not _[SESSION]:
-            kernel = _[KERNEL]
-            kernel.sig_handled()
-            kernel.call(where, "tcp_server_died", info)
+        if not isinstance(where, Session) or where.ID not in self.sessions:
+            return  # the listener's own error, or not a connection of ours
+        kernel = _[KERNEL]
+        kernel.sig_handled()
+        error = info.get("error")
+        log.error(
+            "%d: Client session %d: %s in %s; closing the connection",
+            os.getpid(),
+            where.ID,
+            info.get("error_str"),
+            info.get("event"),
+            exc_info=error if isinstance(error, BaseException) else None,
+        )
+        if isinstance(error, BaseException) and error.__traceback__ is not None:
+            # The traceback's frames hold the connection's wheel (and so its
+            # socket) for as long as anything keeps the exception -- a log
+            # handler that keeps records, say: let go of their locals.
+            traceback.clear_frames(error.__traceback__)
+        where.heap["got_an_error"] = True
+        kernel.call(where, "shutdown")
 
     def stop(self, _: HandlerArgs) -> None:
         """``_stop``: Stopped."""
