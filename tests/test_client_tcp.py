@@ -310,3 +310,48 @@ def test_bad_parameters_are_refused_naming_them(params: dict[str, Any], message:
     with pytest.raises(ParameterError, match=message):
         ClientTCP(**params)
     assert len(poe_kernel.introspection.sessions()) == before
+
+
+class Handlers:
+    def obj(self, _: HandlerArgs) -> None:
+        _[HEAP]["server"].put("object")
+
+
+class Package:
+    @classmethod
+    def pkg(cls, _: HandlerArgs) -> None:
+        _[HEAP]["server"].put("package")
+
+
+def test_states_session_params_marks_and_input_timeout() -> None:
+    server = echo_server()
+    got: list[Any] = []
+    marks: list[str] = []
+
+    def connected(_: HandlerArgs) -> None:
+        got.append(("options", _[SESSION].options))
+        for event in ("inline", "obj", "pkg"):
+            _[KERNEL].yield_(event)
+
+    def server_input(_: HandlerArgs) -> None:
+        got.append(_[ARG0])
+
+    ClientTCP(
+        RemoteAddress="127.0.0.1",
+        RemotePort=server.port,
+        Connected=connected,
+        ServerInput=server_input,
+        ServerError=lambda _: got.append(("error", _[ARG0], _[ARG1])),
+        InlineStates={"inline": lambda _: _[HEAP]["server"].put("inline")},
+        ObjectStates=[(Handlers(), ["obj"])],
+        PackageStates=[(Package, ["pkg"])],
+        SessionParams={"options": {"trace": 1}},
+        HighMark=1_000_000,
+        LowMark=1_000,
+        ServerHigh=lambda _: marks.append("high"),
+        ServerLow=lambda _: marks.append("low"),
+        InputTimeout=0.3,
+    )
+    run_until(lambda: ("error", "read", errno.ETIMEDOUT) in got, what="the input timeout")
+    assert got[:4] == [("options", {"trace": 1}), "inline", "object", "package"]
+    finish()

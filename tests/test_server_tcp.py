@@ -600,3 +600,61 @@ def test_an_error_in_the_listener_is_poes_die() -> None:
     peer.close()
     traceback.clear_frames(raised.value.__traceback__)  # they hold the listener
     heaps[0].pop("listener")
+
+
+def test_client_high_and_low_with_the_marks() -> None:
+    marks: list[str] = []
+    big = "h" * 50_000
+
+    def client_input(_: HandlerArgs) -> None:
+        _[HEAP]["client"].put(*([big] * 60))
+
+    server = ServerTCP(
+        **LOCAL,
+        ClientInput=client_input,
+        HighMark=100_000,
+        LowMark=10_000,
+        ClientHigh=lambda _: marks.append("high"),
+        ClientLow=lambda _: marks.append("low"),
+    )
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before the handshake
+    slow.connect(("127.0.0.1", server.port))
+    slow.sendall(b"go\r\n")
+    run_until(lambda: marks == ["high"], what="ClientHigh")
+    slow.setblocking(False)
+    got = [0]
+
+    def drain() -> bool:
+        try:
+            while chunk := slow.recv(65536):
+                got[0] += len(chunk)
+        except BlockingIOError:
+            pass
+        return marks == ["high", "low"]
+
+    run_until(drain, what="ClientLow once the client reads")
+    slow.close()
+    stop_server(server)
+
+
+def test_accept_batch_is_handed_to_the_listener() -> None:
+    connected: list[int] = []
+    server = ServerTCP(
+        **LOCAL,
+        ClientInput=echo,
+        AcceptBatch=1,
+        ClientConnected=lambda _: connected.append(1),
+    )
+    peers = [Peer(server.port) for _ in range(3)]
+    counts: list[int] = []
+
+    def three() -> bool:
+        counts.append(len(connected))
+        return len(connected) == 3
+
+    run_until(three, what="three connections")
+    assert 1 in counts and 2 in counts, f"one accept per readiness: {counts}"
+    for peer in peers:
+        peer.close()
+    stop_server(server)

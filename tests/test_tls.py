@@ -171,3 +171,22 @@ def test_client_tcp_refuses_a_certificate_it_cannot_verify(
     assert errors[0][0] == "handshake"
     assert "CERTIFICATE_VERIFY_FAILED" in errors[0][2]
     finish()
+
+
+def test_client_tcp_handshake_timeout(certificate: tuple[Path, Path]) -> None:
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen()  # accepts in the backlog, never answers a ClientHello
+    errors: list[Any] = []
+    ClientTCP(
+        RemoteAddress="127.0.0.1",
+        RemotePort=mute.getsockname()[1],
+        SSLContext=client_context(certificate[0]),
+        ServerHostname="localhost",
+        HandshakeTimeout=0.3,
+        ServerInput=echo,
+        ConnectError=lambda _: errors.append(_[ARG0 : ARG2 + 1]),
+    )
+    poe_kernel.run()
+    assert errors == [("handshake", errno.ETIMEDOUT, "Connection timed out")]
+    mute.close()
