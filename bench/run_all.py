@@ -50,6 +50,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         ["--repeats", "5"],
         ["--repeats", "1", "--starts", "50", "--lines", "300000", "--seconds", "0.5"],
     ),
+    "servers_tcp": (["--seconds", "2", "--repeats", "2"], ["--seconds", "1", "--repeats", "1"]),
 }
 
 #: What bounds a target when it is missed.  No figure is written here: the
@@ -160,7 +161,47 @@ BOUNDS = {
     ),
 }
 
+BOUNDS.update(
+    {
+        "tcp_echo": (
+            "ServerTCP's per-record path is the hand-written server's: ClientInput is the "
+            "ReadWrite's InputEvent state itself. A shortfall there is the flushed event "
+            "(one dispatch per put) or the machine's noise; see the profile."
+        ),
+        "tcp_daemon": (
+            "With the example's settings (requests=1) every connection costs a fork and "
+            "an exit, so both servers run at the fork rate and the ratio swings with it. "
+            "With children that keep serving, ServerTCP pays POE's session per "
+            "connection: profiled pre-forked children make 660 Python calls per "
+            "connection against the hand-written glue's 524, and 8 handler invocations "
+            "against 3 (the session's `_start` and `_stop`, the kernel's `_child` events "
+            "to the listener, `disconnected`); see docs/toolbox/server_tcp.md."
+        ),
+        "tcp_tls": (
+            "A handshake is OpenSSL's crypto on both sides (the client processes share "
+            "the 2 cores); the server's part beyond it is the handshake wheel's watch "
+            "and one dispatch per flight."
+        ),
+        "tcp_client": (
+            "Each connection of a ClientTCP is a SocketFactory, a ReadWrite and two "
+            "posted events (`reconnect`, `shutdown`), each wheel with its parameter "
+            "check, watch and unwatch; a new ClientTCP per connection adds a session "
+            "(its states registered, its `_start`, its stop and sweep). asyncio's "
+            "`open_connection` is a transport and a protocol. The profile below is a "
+            "new ClientTCP per connection, 8 at a time."
+        ),
+    }
+)
+
 PROFILES = {
+    "tcp_client": (
+        "import sys; sys.path.insert(0, 'bench'); import servers_tcp as st; "
+        "import cProfile, pstats; srv = st.EchoServer('asyncio'); "
+        "cProfile.run('st.client_kernelish(srv.port, 8, 2.0, new=True)', "
+        "'/tmp/kernelish-bench.prof'); "
+        "srv.__exit__(); "
+        "pstats.Stats('/tmp/kernelish-bench.prof').sort_stats('tottime').print_stats(14)"
+    ),
     # Its own process: the order of its imports is the measurement.
     "memory": "import subprocess, sys; subprocess.run([sys.executable, 'bench/afterfork.py'])",
     "postfork": "import runpy, sys; sys.argv = ['forkprofile']; "
@@ -320,13 +361,17 @@ SECTIONS = [
     ("run_start", "Run: start to CloseEvent", "run"),
     ("run_lines", "Run: lines from a worker", "run"),
     ("run_ref", "Run: Reference round trips", "run"),
+    ("tcp_echo", "ServerTCP: line echo", "servers_tcp"),
+    ("tcp_daemon", "ServerTCP under the pre-forking Daemon", "servers_tcp"),
+    ("tcp_tls", "ServerTCP: TLS handshakes", "servers_tcp"),
+    ("tcp_client", "ClientTCP: connect and one round trip", "servers_tcp"),
     ("http_parse", "HTTP parsing: httptools, h11 and the HTTPD filter", "http_parse"),
 ]
 
 
 def section_records(key: str, script: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     mine = [r for r in records if r.get("script") == script]
-    if script in ("pools", "run"):
+    if script in ("pools", "run", "servers_tcp"):
         return [r for r in mine if r.get("group") == key]
     return mine
 

@@ -86,7 +86,14 @@ def answer(_: Any, logfile: str) -> None:
     if wheel is None:
         return
     command = line.strip().upper()
-    replies: dict[str, Callable[[], list[str]]] = {
+    wheel.put(*replies(command, kernel, heap, logfile))
+    if command == "DONE":
+        heap["closing"] = True
+
+
+def replies(command: str, kernel: Any, heap: Any, logfile: str) -> list[str]:
+    """The lines that answer ``command`` (upper case)."""
+    table: dict[str, Callable[[], list[str]]] = {
         "PID": lambda: [str(os.getpid())],
         "PING": lambda: ["PONG"],
         "PARENT": lambda: [str(heap.get("parent", 0))],
@@ -96,10 +103,8 @@ def answer(_: Any, logfile: str) -> None:
         "PEEK": lambda: [*Daemon.peek(True).splitlines(), "DONE"],
         "DONE": lambda: ["OK"],
     }
-    reply = replies.get(command)
-    wheel.put(*(reply() if reply else ["???"]))
-    if command == "DONE":
-        heap["closing"] = True
+    reply = table.get(command)
+    return reply() if reply else ["???"]
 
 
 def flushed(_: Any) -> None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 
 from ._support import LineClient, ProcessReaper, gone, wait_until
 from .test_examples import EXAMPLES
@@ -15,14 +16,15 @@ from .test_examples import EXAMPLES
 KERNELISH = [sys.executable, "-m", "kernelish"]
 
 
+@pytest.mark.parametrize("example", ["preforking.py", "server_tcp_preforking.py"])
 def test_status_peek_and_stop_against_the_preforking_example(
-    tmp_path: Path, procs: ProcessReaper
+    example: str, tmp_path: Path, procs: ProcessReaper
 ) -> None:
     pidfile = tmp_path / "preforking.pid"
     start = subprocess.run(
         [
             sys.executable,
-            str(EXAMPLES / "preforking.py"),
+            str(EXAMPLES / example),
             "0",
             str(tmp_path / "p.log"),
             str(pidfile),

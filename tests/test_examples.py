@@ -1,4 +1,5 @@
-"""Black-box tests: the two eg/ ports as real detached daemons, over TCP.
+"""Black-box tests: the two eg/ ports as real detached daemons, over TCP --
+each also on ServerTCP (``examples/server_tcp_*.py``).
 
 Each test starts an example with ``python examples/X.py 0 LOGFILE``, reads
 ``PORT=N``, talks to it on 127.0.0.1, and ends every process of the daemon
@@ -67,14 +68,19 @@ def daemon_processes(daemon: Daemon) -> list[int]:
     return pids
 
 
-@pytest.fixture
-def prefork(tmp_path: Path, procs: ProcessReaper) -> Daemon:
-    return start_example("preforking.py", tmp_path / "preforking.log", procs)
+#: Each eg/ port, and its port on ServerTCP(Daemon=True): the same tests.
+PREFORKING = ["preforking.py", "server_tcp_preforking.py"]
+FORKING = ["forking.py", "server_tcp_forking.py"]
 
 
-@pytest.fixture
-def forking(tmp_path: Path, procs: ProcessReaper) -> Daemon:
-    return start_example("forking.py", tmp_path / "forking.log", procs)
+@pytest.fixture(params=PREFORKING)
+def prefork(request: pytest.FixtureRequest, tmp_path: Path, procs: ProcessReaper) -> Daemon:
+    return start_example(request.param, tmp_path / "preforking.log", procs)
+
+
+@pytest.fixture(params=FORKING)
+def forking(request: pytest.FixtureRequest, tmp_path: Path, procs: ProcessReaper) -> Daemon:
+    return start_example(request.param, tmp_path / "forking.log", procs)
 
 
 # -- pre-forking -------------------------------------------------------------------------

@@ -25,7 +25,7 @@ KERNEL_NAMES = [
 #: (module, names) the other parts of kernelish export; their owners extend
 #: this list.
 OTHER_EXPORTS: list[tuple[str, list[str]]] = [
-    ("kernelish.wheels", ["SocketFactory", "ReadWrite", "FollowTail", "Run"]),
+    ("kernelish.wheels", ["SocketFactory", "ReadWrite", "FollowTail", "Run", "ListenAccept"]),
     (
         "kernelish.filters",
         [
@@ -46,6 +46,8 @@ OTHER_EXPORTS: list[tuple[str, list[str]]] = [
     ),
     ("kernelish.drivers", ["SysRW"]),
     ("kernelish.components.daemon", ["DaemonComponent", "Daemon", "Scoreboard", "DaemonConfig"]),
+    ("kernelish.components.server_tcp", ["ServerTCP"]),
+    ("kernelish.components.client_tcp", ["ClientTCP"]),
 ]
 
 

@@ -61,9 +61,8 @@ dead": a handler should log it and keep the wheel.
 
 from __future__ import annotations
 
-import _socket
 import errno
-import logging
+import functools
 import os
 import socket
 from typing import Any
@@ -72,40 +71,10 @@ from pydantic import Field
 
 from .._activation import take_inherited_socket
 from .._params import Params, parse_params
-from ._base import MODE_READ, MODE_WRITE, Wheel
+from ._accept import BACKOFF_FIRST, BACKOFF_MAX, AcceptingWheel
+from ._base import MODE_READ, MODE_WRITE
 
 __all__ = ["BACKOFF_FIRST", "BACKOFF_MAX", "SocketFactory", "SocketFactoryParams"]
-
-log = logging.getLogger("kernelish.wheels")
-
-#: Seconds a listener stops accepting after a resource error (``EMFILE``...).
-BACKOFF_FIRST = 0.1
-#: The longest such pause; it doubles up to this while the error lasts.
-BACKOFF_MAX = 1.0
-
-#: Nothing (more) to accept.
-_ACCEPT_EMPTY = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
-#: One connection died before it was accepted: go on with the next one.
-_ACCEPT_SKIP = frozenset(
-    getattr(errno, name)
-    for name in (
-        "ECONNABORTED",
-        "EPROTO",
-        "EPERM",
-        "EINTR",
-        "ESPIPE",
-        "ENETDOWN",
-        "ENOPROTOOPT",
-        "EHOSTDOWN",
-        "ENONET",
-        "EHOSTUNREACH",
-        "EOPNOTSUPP",
-        "ENETUNREACH",
-    )
-    if hasattr(errno, name)
-)
-#: Out of a resource: the connection stays queued; back off, then retry.
-_ACCEPT_BACKOFF = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class SocketFactoryParams(Params):
@@ -153,7 +122,7 @@ def _failed(operation: str, exc: OSError) -> _Failed:
     return _Failed(operation, errnum, exc.strerror or os.strerror(errnum) if errnum else str(exc))
 
 
-class SocketFactory(Wheel):
+class SocketFactory(AcceptingWheel):
     """Create a listening or connecting socket and report its connections
     (port of POE::Wheel::SocketFactory).
 
@@ -165,32 +134,13 @@ class SocketFactory(Wheel):
     constructor has returned.
     """
 
-    __slots__ = (
-        "_accept_batch",
-        "_backoff",
-        "_backoff_timer",
-        "_connecting",
-        "_domain",
-        "_failure_event",
-        "_listening",
-        "_paused",
-        "_socket",
-        "_success_event",
-    )
+    __slots__ = ("_connecting", "_domain", "_success_event")
 
     def __init__(self, **params: Any) -> None:
         p = parse_params(SocketFactoryParams, "SocketFactory", params)
-        super().__init__()
+        super().__init__(p.failure_event, p.accept_batch)
         self._success_event: str | None = p.success_event
-        self._failure_event: str | None = p.failure_event
-        self._accept_batch = p.accept_batch
-        self._socket: socket.socket | None = None
-        self._listening = False
         self._connecting = False
-        self._paused = False
-        # Seconds of the current accept backoff (0: none) and its timer.
-        self._backoff = 0.0
-        self._backoff_timer: int | None = None
         self._domain: int = socket.AF_INET
         try:
             inherited = self._activated_socket(p) if p.handle is None else None
@@ -241,7 +191,7 @@ class SocketFactory(Wheel):
         proto_name = p.socket_protocol
         if isinstance(proto_name, str):
             try:
-                proto = socket.getprotobyname(proto_name) if domain != socket.AF_UNIX else 0
+                proto = _protocol_number(proto_name) if domain != socket.AF_UNIX else 0
             except OSError:
                 raise _Failed("getprotobyname", 0, f"unknown protocol {proto_name!r}") from None
         else:
@@ -296,6 +246,8 @@ class SocketFactory(Wheel):
         number = self._port(port)
         if host is None or host == "":
             return ("::" if self._domain == socket.AF_INET6 else "0.0.0.0", number)
+        if self._domain == socket.AF_INET and _is_ipv4(host):
+            return (host, number)  # a numeric address: no resolver call
         try:
             infos = socket.getaddrinfo(
                 host,
@@ -332,73 +284,14 @@ class SocketFactory(Wheel):
         self._connecting = True
         self.watch(sock, MODE_WRITE, SocketFactory._on_connect)
 
-    def _start_listening(self) -> None:
-        sock = self._socket
-        assert sock is not None
-        self._listening = True
-        # One idle pre-forked child per connection (exclusive); a handler
-        # that pauses or drops the wheel ends the accept batch.
-        self.watch(
-            sock, MODE_READ, SocketFactory._accept_one, exclusive=True, repeat=self._accept_batch
-        )
-
     # -- readiness ------------------------------------------------------------
 
-    def _accept_one(self) -> bool:
-        """Accept one connection; False when the batch should stop."""
-        sock = self._socket
-        if sock is None or self._paused or not self._listening:
-            return False
-        try:
-            new = _accept(sock)
-        except OSError as exc:
-            code = exc.errno
-            if code in _ACCEPT_EMPTY:
-                self._backoff = 0.0  # the backlog is empty: any burst is over
-                return False
-            if code in _ACCEPT_SKIP:
-                return True
-            if code in _ACCEPT_BACKOFF:
-                self._back_off(exc)
-                return False
-            self.emit(self._failure_event, "accept", code, exc.strerror or str(exc), self._id)
-            return False
-        if self._backoff:
-            self._backoff = 0.0  # the burst is over
-        conn, peer = new
+    def _accepted(self, conn: socket.socket, peer: Any) -> None:
         if isinstance(peer, tuple):
             address, port = peer[0], peer[1]
         else:
             address, port = (peer or None), None
         self.emit(self._success_event, conn, address, port, self._id)
-        return True
-
-    def _back_off(self, exc: OSError) -> None:
-        """Stop accepting for a while after a resource error (module notes)."""
-        sock = self._socket
-        assert sock is not None
-        first = not self._backoff
-        self._backoff = BACKOFF_FIRST if first else min(self._backoff * 2, BACKOFF_MAX)
-        self._kernel.select_pause_read(sock)
-        self.cancel(self._backoff_timer)
-        self._backoff_timer = self.defer(SocketFactory._end_backoff, self._backoff)
-        if first:
-            errstr = exc.strerror or str(exc)
-            log.warning(
-                "%d: accept on %s: %s; not accepting for %gs (doubling to %gs while it lasts)",
-                os.getpid(),
-                _address_text(self.getsockname()),
-                errstr,
-                self._backoff,
-                BACKOFF_MAX,
-            )
-            self.emit(self._failure_event, "accept", exc.errno, errstr, self._id)
-
-    def _end_backoff(self) -> None:
-        self._backoff_timer = None
-        sock = self._socket
-        if sock is not None and self._listening and not self._paused:
-            self._kernel.select_resume_read(sock)
 
     def _on_connect(self) -> None:
         sock = self._socket
@@ -428,37 +321,6 @@ class SocketFactory(Wheel):
 
     # -- public methods -------------------------------------------------------
 
-    def pause_accept(self) -> None:
-        """Stop accepting; new connections wait in the listen backlog
-        (``pause_accept``).  The paused socket still keeps the session alive."""
-        if self._listening and self._socket is not None:
-            self._paused = True
-            self._kernel.select_pause_read(self._socket)
-
-    def resume_accept(self) -> None:
-        """Accept again after :meth:`pause_accept` (``resume_accept``); during
-        an accept backoff, once it ends."""
-        if self._listening and self._socket is not None:
-            self._paused = False
-            if self._backoff_timer is None:
-                self._kernel.select_resume_read(self._socket)
-
-    def getsockname(self) -> Any:
-        """The socket's own address (Python's form: ``(host, port)`` or a
-        path), or None without a socket (``getsockname``; POE gives a packed
-        sockaddr)."""
-        sock = self._socket
-        if sock is None:
-            return None
-        try:
-            return sock.getsockname()
-        except OSError:
-            return None
-
-    def get_handle(self) -> socket.socket | None:
-        """The wheel's socket, or None."""
-        return self._socket
-
     def event(self, **events: str | None) -> None:
         """Rename events: ``event(SuccessEvent='x', FailureEvent='y')``
         (snake_case accepted) -- POE's ``event``."""
@@ -484,26 +346,18 @@ class SocketFactory(Wheel):
             self.disown(sock)
             sock.close()
 
-    def _forget_handles(self) -> None:
-        self._socket = None
+
+@functools.cache
+def _protocol_number(name: str) -> int:
+    """``getprotobyname``, once per name (it reads /etc/protocols each time)."""
+    return socket.getprotobyname(name)
 
 
-# The C-level getters: plain ints (socket.socket's properties turn each into
-# an enum member, some 3 us per accepted connection).
-_raw_family: Any = _socket.socket.family.__get__
-_raw_type: Any = _socket.socket.type.__get__
-
-
-def _address_text(address: Any) -> str:
-    if isinstance(address, tuple) and len(address) >= 2:
-        host = f"[{address[0]}]" if ":" in str(address[0]) else address[0]
-        return f"{host}:{address[1]}"
-    return str(address)
-
-
-def _accept(sock: socket.socket) -> tuple[socket.socket, Any]:
-    """accept4() with close-on-exec, the new socket non-blocking."""
-    fd, peer = sock._accept()  # type: ignore[attr-defined]
-    conn = socket.socket(_raw_family(sock), _raw_type(sock), sock.proto, fileno=fd)
-    conn.setblocking(False)
-    return conn, peer
+def _is_ipv4(host: str) -> bool:
+    """Whether ``host`` is a dotted-quad IPv4 address (what getaddrinfo
+    would return unchanged)."""
+    try:
+        socket.inet_pton(socket.AF_INET, host)
+    except OSError:
+        return False
+    return True

@@ -118,7 +118,10 @@ def test_status_says_when_the_daemon_no_longer_listens(
 # -- 5. a daemon that dies after detaching ------------------------------------------------
 
 
-@pytest.mark.parametrize("example", ["preforking.py", "forking.py"])
+@pytest.mark.parametrize(
+    "example",
+    ["preforking.py", "forking.py", "server_tcp_preforking.py", "server_tcp_forking.py"],
+)
 def test_port_in_use_fails_the_launch_with_the_bind_error(tmp_path: Path, example: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -332,7 +335,10 @@ def test_sigterm_under_load_loses_no_accepted_connection(
     assert killed == [], "nobody needed KILL"
 
 
-@pytest.mark.parametrize("example", ["preforking.py", "forking.py"])
+@pytest.mark.parametrize(
+    "example",
+    ["preforking.py", "forking.py", "server_tcp_preforking.py", "server_tcp_forking.py"],
+)
 def test_sigterm_lets_an_example_answer_every_request_it_was_sent(
     tmp_path: Path, procs: ProcessReaper, example: str
 ) -> None:

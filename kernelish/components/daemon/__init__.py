@@ -9,6 +9,7 @@ from ._config import DaemonConfig as DaemonConfig
 from ._config import default_min_max as default_min_max
 from ._errors import DaemonConfigError as DaemonConfigError
 from ._facade import Daemon as Daemon
+from ._mode import pool_mode as pool_mode
 from ._pidfile import Pidfile as Pidfile
 from ._pidfile import PidfileError as PidfileError
 from ._process import LogfileError as LogfileError
@@ -30,4 +31,5 @@ __all__ = [
     "SlotInfo",
     "SlotState",
     "default_min_max",
+    "pool_mode",
 ]
