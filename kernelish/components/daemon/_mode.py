@@ -1,0 +1,66 @@
+"""The three ways a Daemon runs, decided once from its configuration.
+
+The seed asked ``is_prefork()`` / ``is_fork()`` wherever the modes differ --
+twenty-five times in the first port, and the mode's name was spelt in three
+places (``status``, systemd's ``STATUS=``, the control socket's answer).
+:class:`Mode` is decided once, when the configuration is; what differs
+between the forking modes lives in their pools (:mod:`._pool`,
+:mod:`._prefork`) and their children's roles (:mod:`._child`), and what
+remains here is the words and the signals a post-forking daemon delivers at
+once.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._config import DaemonConfig
+
+__all__ = ["Mode"]
+
+
+class Mode(enum.Enum):
+    """Non-forking, pre-forking or post-forking (the seed's ``is_prefork`` /
+    ``is_fork``); the value is the mode as the control socket reports it."""
+
+    DAEMON = "daemon"
+    PREFORK = "pre-forking"
+    POSTFORK = "forking"
+
+    @classmethod
+    def of(cls, config: DaemonConfig) -> Mode:
+        """The mode ``config`` selects: ``start_children`` pre-forks,
+        ``max_children`` alone post-forks, neither is a plain daemon."""
+        if config.is_prefork():
+            return cls.PREFORK
+        if config.is_fork():
+            return cls.POSTFORK
+        return cls.DAEMON
+
+    @property
+    def title(self) -> str:
+        """The mode in the status text: ``'Pre-forking server'``, ..."""
+        return _TITLES[self]
+
+    @property
+    def forks(self) -> bool:
+        """Whether this mode keeps a pool of children."""
+        return self is not Mode.DAEMON
+
+    def expedites(self, name: str) -> bool:
+        """Whether ``inform_others`` delivers signal ``name`` at once: in a
+        post-forking daemon, ``daemon_child`` (the child's request is waiting)
+        and ``daemon_pause`` / ``daemon_accept`` (before the parent accepts
+        again)."""
+        return self is Mode.POSTFORK and name in _EXPEDITED
+
+
+_TITLES = {
+    Mode.DAEMON: "Daemon server",
+    Mode.PREFORK: "Pre-forking server",
+    Mode.POSTFORK: "Forking server",
+}
+
+_EXPEDITED = frozenset({"daemon_child", "daemon_pause", "daemon_accept"})
