@@ -146,7 +146,8 @@ def _to_char(status: str | SlotState) -> str:
     stored as ``'w'`` rather than a meaningless ``'d'``.
     """
     if isinstance(status, SlotState):
-        return status.value
+        char: str = status._value_  # what .value returns, without its descriptor's call
+        return char
     if status == "done":
         return SlotState.WAIT.value
     char = status[:1]
