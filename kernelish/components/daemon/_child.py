@@ -81,10 +81,10 @@ class ChildRole(abc.ABC):
         """The child runs: its slot says :attr:`begins_in`, with its pid."""
         self.scoreboard.write(self.slot, self.begins_in, pid=os.getpid())
 
+    @abc.abstractmethod
     def update_status(self, status: Any) -> None:
-        """User code's ``update_status(status)`` in this child."""
-        if not self.leaving:
-            self._update(status)
+        """User code's ``update_status(status)`` in this child (ignored once
+        it is leaving)."""
 
     def leave(self) -> None:
         """The child shuts down: its slot says ``e`` (exiting)."""
@@ -92,50 +92,50 @@ class ChildRole(abc.ABC):
             self.leaving = True
             self.scoreboard.write(self.slot, _EXIT)
 
-    @abc.abstractmethod
-    def _update(self, status: Any) -> None:
-        """What ``update_status(status)`` does in this kind of child."""
-
-    def _move(self, new: SlotState, status: Any, current: SlotState | None = None) -> None:
-        """Write ``new`` into our slot (checked in development mode)."""
-        if CHECK_TRANSITIONS:
-            was = current if current is not None else self.scoreboard.state(self.slot)
-            if not was.allows(new):
-                warnings.warn(
-                    f"update_status({status!r}) moves scoreboard slot {self.slot} from "
-                    f"{was.value!r} ({was.label}) to {new.value!r} ({new.label}), outside "
-                    "the slot lifecycle (a request without its 'done'?)",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
-        self.scoreboard.write(self.slot, new)
+    def _check(self, was: SlotState, new: SlotState, status: Any) -> None:
+        """Warn if ``was -> new`` is outside the slot lifecycle (``-X dev``)."""
+        if not was.allows(new):
+            warnings.warn(
+                f"update_status({status!r}) moves scoreboard slot {self.slot} from "
+                f"{was.value!r} ({was.label}) to {new.value!r} ({new.label}), outside "
+                "the slot lifecycle (a request without its 'done'?)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
 
 class PreforkChild(ChildRole):
     """A pre-forked child: serves up to ``max_requests`` requests."""
 
-    def _update(self, status: Any) -> None:
-        current = self.scoreboard.state(self.slot)
+    def update_status(self, status: Any) -> None:
+        if self.leaving:
+            return
+        board, slot = self.scoreboard, self.slot
+        current = board.state(slot)
         if status in ("wait", "done"):
-            self._move(_WAIT, status, current)
+            new = _WAIT
+        elif status == "long" and current is _REQ:
+            new = _LONG  # the same request, turned out long
+        elif status in ("req", "long"):
+            self.served += 1
+            new = _REQ if status == "req" else _LONG
+        else:
+            log.warning(
+                "%d: Don't know what to do for %r! Maybe you meant 'long', 'wait', 'done' "
+                "or 'req'?",
+                os.getpid(),
+                status,
+            )
+            return
+        if CHECK_TRANSITIONS:
+            self._check(current, new, status)
+        board.write(slot, new)
+        if new is _WAIT:
             if self.served >= self.max_requests:
                 note(self.verbose, "Handled %d requests, shutting down", self.served)
                 self.shutdown()
             elif current is not _WAIT:
                 self.inform("daemon_accept")
-            return
-        if status == "long" and current is _REQ:
-            self._move(_LONG, status, current)
-            return
-        if status in ("req", "long"):
-            self.served += 1
-            self._move(_REQ if status == "req" else _LONG, status, current)
-            return
-        log.warning(
-            "%d: Don't know what to do for %r! Maybe you meant 'long', 'wait', 'done' or 'req'?",
-            os.getpid(),
-            status,
-        )
 
 
 class PostforkChild(ChildRole):
@@ -143,15 +143,22 @@ class PostforkChild(ChildRole):
 
     begins_in = _REQ
 
-    def _update(self, status: Any) -> None:
+    def update_status(self, status: Any) -> None:
+        if self.leaving:
+            return
         if status in ("wait", "done"):
-            self._move(_WAIT, status)
-            self.shutdown()
+            new = _WAIT
         elif status == "long":
-            self._move(_LONG, status)
+            new = _LONG
         else:
             log.warning(
                 "%d: Don't know what to do for %r! Maybe you meant 'long', 'wait' or 'done'?",
                 os.getpid(),
                 status,
             )
+            return
+        if CHECK_TRANSITIONS:
+            self._check(self.scoreboard.state(self.slot), new, status)
+        self.scoreboard.write(self.slot, new)
+        if new is _WAIT:
+            self.shutdown()

@@ -127,11 +127,13 @@ class DaemonComponent:
         self.told_parent = False
         #: Logfile, privileges, detach: what of them this process did.
         self.setup = ProcessSetup()
+        self._parents_pool: Pool | None = None  # (in a child; see become_child)
 
     def _configure(self, config: DaemonConfig) -> None:
         self.config = config
         #: Non-forking, pre-forking or post-forking.
         self.mode = Mode.of(config)
+        self._expedited = self.mode.expedited
 
     # -- what it is ---------------------------------------------------------------
 
@@ -275,7 +277,8 @@ class DaemonComponent:
         """Fork one child (the ``fork`` state)."""
         pool, req = self.pool, _[ARG0]
         if pool is None or self.die:
-            close_sockets(req)  # nobody will serve it (here: a child's copy)
+            if req is not None:  # nobody will serve it (here: a child's copy)
+                close_sockets(req)
             return
         child = pool.fork_one(req)
         if child is not None:
@@ -302,10 +305,12 @@ class DaemonComponent:
         Daemon._child = True
         _lean.exit_lean()  # no interpreter teardown at exit
         self.child = child
-        self.pool = None
-        _lean.keep(pool)  # never freed here: freeing would copy its pages
-        for failed in pool.failed:  # the parent retries them: our copies go
-            close_sockets(failed)
+        # The pool is the parent's: never used here, and never freed either
+        # (freeing it would copy the pages it sits on, for nothing).
+        self.pool, self._parents_pool = None, pool
+        if pool.failed:  # the parent retries them: our copies of their sockets go
+            for failed in pool.failed:
+                close_sockets(failed)
         _process.die_with_parent()
         self.services.in_child()  # no notify, pidfile lock, control socket
         kernel = pool.kernel
@@ -403,7 +408,7 @@ class DaemonComponent:
         ``daemon_child`` in a post-forked child, and ``daemon_pause`` /
         ``daemon_accept`` in a post-forking parent, are expedited.
         """
-        if self.mode.expedites(name):
+        if name in self._expedited:
             self.expedite_signal(name, *args)
         else:
             kernel = current_kernel()

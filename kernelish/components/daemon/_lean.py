@@ -23,11 +23,6 @@ Two walks are avoidable:
   was imported have run, the teardown is skipped.  An uncaught exception
   keeps the normal exit (and its status); ``sys.exit(n)`` after ``run()`` in
   a child exits 0.
-
-A third walk is smaller but on the path from ``fork()`` to ``daemon_child``:
-the parent's objects the child stops using (the Daemon's pool: its children,
-their birth times, the babysitter) would be freed, each free a write to the
-object's page.  :func:`keep` holds them instead, for the child's life.
 """
 
 from __future__ import annotations
@@ -40,11 +35,10 @@ import sys
 from collections.abc import Callable
 from types import TracebackType
 
-__all__ = ["exit_lean", "fork", "keep"]
+__all__ = ["exit_lean", "fork"]
 
 _lean_pid = 0
 _failed = False
-_kept: list[object] = []
 
 
 def fork(fork_process: Callable[[], int]) -> int:
@@ -58,12 +52,6 @@ def fork(fork_process: Callable[[], int]) -> int:
     if pid:
         gc.unfreeze()
     return pid
-
-
-def keep(obj: object) -> None:
-    """Hold ``obj`` (the parent's, no longer used in this child) for the
-    child's life: freeing it would copy the pages it sits on, for nothing."""
-    _kept.append(obj)
 
 
 def exit_lean() -> None:

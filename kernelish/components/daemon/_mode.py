@@ -49,12 +49,13 @@ class Mode(enum.Enum):
         """Whether this mode keeps a pool of children."""
         return self is not Mode.DAEMON
 
-    def expedites(self, name: str) -> bool:
-        """Whether ``inform_others`` delivers signal ``name`` at once: in a
-        post-forking daemon, ``daemon_child`` (the child's request is waiting)
-        and ``daemon_pause`` / ``daemon_accept`` (before the parent accepts
-        again)."""
-        return self is Mode.POSTFORK and name in _EXPEDITED
+    @property
+    def expedited(self) -> frozenset[str]:
+        """The signals ``inform_others`` delivers at once, not through the
+        queue: in a post-forking daemon, ``daemon_child`` (the child's request
+        is waiting) and ``daemon_pause`` / ``daemon_accept`` (before the
+        parent accepts again)."""
+        return _EXPEDITED if self is Mode.POSTFORK else frozenset()
 
 
 _TITLES = {
