@@ -110,6 +110,7 @@ def test_a_subclass_keeps_overridden_states_and_adds_its_own() -> None:
     assert names[: len(states_of(DaemonComponent))] == states_of(DaemonComponent)
     daemon = _Counting.new()
     daemon.create_session()
+    assert daemon.pool is None and daemon.child is None, "no pool without a forking mode"
     assert poe_kernel.call("Daemon", "hello", "there") == "hello there"
     poe_kernel.call("Daemon", "fork")
     assert daemon.forks_asked == 1, "the session calls the override"
