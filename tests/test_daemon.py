@@ -321,6 +321,47 @@ def test_fork_mode_pauses_at_max_children_and_resumes(reports: Reports) -> None:
     no_children_left()
 
 
+def test_fork_mode_a_long_request_said_in_daemon_child_stays_long(reports: Reports) -> None:
+    """A post-forked child is on its request ('r') from its start, so a
+    'long' it says in daemon_child holds (the seed wrote 'req' after
+    daemon_child, over it)."""
+
+    def go(_: Any) -> None:
+        Daemon.update_status("req", {"n": 1})
+        if os.getpid() == _[HEAP]["parent"]:
+            _[KERNEL].select_read(reports.r, "collect")
+
+    def daemon_child(_: Any) -> None:
+        mine = (
+            daemon.scoreboard.read(daemon.child.slot) if daemon.scoreboard and daemon.child else "?"
+        )
+        Daemon.update_status("long")
+        _[KERNEL].yield_("later", mine)
+
+    def later(_: Any) -> None:
+        board, child = daemon.scoreboard, daemon.child
+        now = board.read(child.slot) if board and child else "?"
+        reports.send({"in_daemon_child": _[ARG0], "after": now})
+        Daemon.update_status("done")
+
+    def collect(_: Any) -> None:
+        if reports.read():
+            _[KERNEL].select_read(reports.r)
+            Daemon.shutdown()
+
+    session = user_session(
+        {"go": go, "daemon_child": daemon_child, "later": later, "collect": collect},
+        ["daemon_child"],
+    )
+    assert session is not None
+    session.heap["parent"] = os.getpid()
+    daemon = DaemonComponent.spawn(max_children=2)
+    poe_kernel.post("user", "go")
+    run_daemon_kernel()
+    assert reports.items == [{"in_daemon_child": "r", "after": "l"}]
+    no_children_left()
+
+
 # -- shutdown, babysitting, privileges -------------------------------------------------
 
 

@@ -235,6 +235,17 @@ def test_summary_counts_every_state(board: Scoreboard) -> None:
     assert sum(summary.values()) == len(board)
 
 
+def test_states_are_read_as_slot_states(board: Scoreboard) -> None:
+    board.add()
+    board.add("wait")
+    board.drop(0)
+    assert board.state(1) is SlotState.WAIT
+    assert board.states() == [SlotState(c) for c in board.read_all()]
+    assert board.states()[:3] == [SlotState.DROPPED, SlotState.WAIT, SlotState.EMPTY]
+    with pytest.raises(IndexError):
+        board.state(len(board))
+
+
 def test_slot_state_lifecycle() -> None:
     assert SlotState.EMPTY.allows(SlotState.FORK)
     assert SlotState.FORK.allows(SlotState.CHILD)
@@ -245,6 +256,9 @@ def test_slot_state_lifecycle() -> None:
     assert not SlotState.EMPTY.allows(SlotState.WAIT)
     assert not SlotState.EMPTY.allows(SlotState.DROPPED)
     assert not SlotState.WAIT.allows(SlotState.EMPTY)
+    assert SlotState.WAIT.allows(SlotState.WAIT)  # 'done' twice
+    assert SlotState.FORK.allows(SlotState.REQ)  # a post-forked child, on its request
+    assert not SlotState.REQ.allows(SlotState.REQ)  # a request without its 'done'
 
 
 def test_record_is_small() -> None:

@@ -6,42 +6,67 @@ child that vanished gets a fake CHLD; a child that has used more than
 ``rogue_cpu`` seconds of CPU is a *rogue* and is escalated on -- INT, then
 TERM, then KILL, ``2 * babysit`` apart, then a fake CHLD; a rogue found
 calm (not running) again is forgiven.
+
+:class:`Babysitter` belongs to the parent's pool (it exists only when
+``babysit`` is set); the Daemon's ``babysit`` and ``rogues`` states call it.
+A fake CHLD is the seed's: a ``sig_CHLD`` event to the Daemon's session with
+``ARG3`` true.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import psutil
 
-from kernelish import KERNEL, HandlerArgs
+from ._process import kill, note
 
-from ._process import log
-from ._state import DaemonState
+if TYPE_CHECKING:
+    from kernelish import Kernel
 
 __all__ = ["Babysitter"]
 
+#: The rogue's escalation, one step every ``2 * babysit`` seconds.
+_LADDER = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 
-class Babysitter(DaemonState):
-    """The babysitting states, mixed into :class:`DaemonComponent`."""
 
-    def babysit(self, _: HandlerArgs) -> None:
-        """Check the children with psutil every ``babysit`` seconds: reap
-        zombies, notice the missing, find rogues (``babysit``)."""
-        kernel = _[KERNEL]
-        if self.die or self.is_child or self.children is None:
-            return
-        children = sorted(self.children)
-        self._verbose("Babysitting %d children %s", len(children), ", ".join(map(str, children)))
-        ok: set[int] = set()
-        for pid in children:
+class Babysitter:
+    """Watches a pool's children for the missing, the dead and the rogue."""
+
+    def __init__(
+        self,
+        children: Mapping[int, int],
+        kernel: Kernel,
+        every: float,
+        rogue_cpu: float,
+        verbose: bool = False,
+    ) -> None:
+        #: The pool's children (pid -> slot): read, never changed here.
+        self.children = children
+        self.kernel = kernel
+        #: Seconds between rounds (the ``babysit`` parameter).
+        self.every = every
+        self.rogue_cpu = rogue_cpu
+        self.verbose = verbose
+        #: Rogue pid -> the rungs of :data:`_LADDER` already sent.
+        self.rogues: dict[int, int] = {}
+
+    def babysit(self) -> None:
+        """One round: reap zombies, notice the missing, find rogues."""
+        kernel = self.kernel
+        pids = sorted(self.children)
+        note(self.verbose, "Babysitting %d children %s", len(pids), ", ".join(map(str, pids)))
+        calm: set[int] = set()
+        for pid in pids:
             try:
                 proc = psutil.Process(pid)
                 status = proc.status()
                 cpu = proc.cpu_times()
             except psutil.NoSuchProcess:
-                self._verbose("Faking a CHLD for %d MIA", pid)
+                note(self.verbose, "Faking a CHLD for %d MIA", pid)
                 kernel.yield_("sig_CHLD", "CHLD", pid, 0, 1)
                 continue
             if status == psutil.STATUS_ZOMBIE:
@@ -51,49 +76,38 @@ class Babysitter(DaemonState):
                     reaped, wstatus = pid, 0
                 if reaped == pid:
                     kernel.yield_("sig_CHLD", "CHLD", pid, wstatus, 1)
-                    ok.add(pid)
+                    calm.add(pid)
                 continue
-            if cpu.user + cpu.system > self.config.rogue_cpu:
-                if pid not in self.rogue_list:
-                    self._verbose("%d has gone rogue (cpu=%.1fs)", pid, cpu.user + cpu.system)
-                    if not self.rogue_list:
+            used = cpu.user + cpu.system
+            if used > self.rogue_cpu:
+                if pid not in self.rogues:
+                    note(self.verbose, "%d has gone rogue (cpu=%.1fs)", pid, used)
+                    if not self.rogues:
                         kernel.yield_("rogues")
-                    self.rogue_list[pid] = 0
+                    self.rogues[pid] = 0
             elif status != psutil.STATUS_RUNNING:
-                ok.add(pid)
-        for pid in ok:
-            self.rogue_list.pop(pid, None)
-        assert self.config.babysit is not None
-        kernel.delay("babysit", self.config.babysit)
+                calm.add(pid)
+        for pid in calm:
+            self.rogues.pop(pid, None)
+        kernel.delay("babysit", self.every)
 
-    def rogues(self, _: HandlerArgs) -> None:
-        """Escalate on rogue children: INT, TERM, KILL, ``2 * babysit``
-        apart, then a fake CHLD (``rogues``)."""
-        kernel = _[KERNEL]
-        if self.die or self.is_child or not self.rogue_list:
+    def escalate(self) -> None:
+        """The next rung for every rogue: INT, TERM, KILL, then a fake CHLD."""
+        if not self.rogues:
             return
-        ladder = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
-        for pid, tries in list(self.rogue_list.items()):
-            if tries < len(ladder):
-                self._verbose("Sending signal %d to rogue %d", ladder[tries], pid)
-                if not _kill(pid, ladder[tries]):
-                    del self.rogue_list[pid]
+        for pid, rung in list(self.rogues.items()):
+            if rung < len(_LADDER):
+                note(self.verbose, "Sending signal %d to rogue %d", _LADDER[rung], pid)
+                if not kill(pid, _LADDER[rung]):
+                    del self.rogues[pid]
                     continue
-                self.rogue_list[pid] = tries + 1
+                self.rogues[pid] = rung + 1
             else:
-                self._verbose("Faking a CHLD for rogue %d", pid)
-                kernel.yield_("sig_CHLD", "CHLD", pid, 0, 1)
-                del self.rogue_list[pid]
-        assert self.config.babysit is not None
-        kernel.delay("rogues", 2 * self.config.babysit)
+                note(self.verbose, "Faking a CHLD for rogue %d", pid)
+                self.kernel.yield_("sig_CHLD", "CHLD", pid, 0, 1)
+                del self.rogues[pid]
+        self.kernel.delay("rogues", 2 * self.every)
 
-
-def _kill(pid: int, sig: int) -> bool:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        return False
-    except OSError as exc:
-        log.warning("%d: Killing %d: %s", os.getpid(), pid, exc)
-        return False
-    return True
+    def forget(self, pid: int) -> None:
+        """``pid`` was reaped: it is nobody's rogue any more."""
+        self.rogues.pop(pid, None)

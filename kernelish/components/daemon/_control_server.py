@@ -43,20 +43,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kernelish import ARG0, ARG1, ARG3, HEAP, HandlerArgs, Session, poe_kernel
+from kernelish import ARG0, ARG1, ARG3, HEAP, HandlerArgs, Session, current_kernel
 from kernelish.filters import Line, Stream
 from kernelish.wheels import ReadWrite, SocketFactory
 
 from . import control
 from ._process import log
+from ._states import state, states_of
 
 __all__ = ["ControlServer"]
 
 #: Seconds, and octets, a refused client's data is drained for.
 _REFUSED_DRAIN = 1.0
-
-_STATES = ("_start", "accepted", "accept_failed", "request", "flushed", "discard", "gone",
-           "expire", "dump", "bye")  # fmt: skip
 
 
 @dataclass
@@ -93,14 +91,14 @@ class ControlServer:
         with contextlib.suppress(OSError):
             st = os.lstat(path)
             self.inode = (st.st_dev, st.st_ino)
-        self.session = Session.create(object_states=[(self, _STATES)])
+        self.session = Session.create(object_states=[(self, states_of(type(self)))])
         return True
 
     def stop(self) -> None:
         """Close every connection and the socket; remove the path (ours only)."""
         session, self.session = self.session, None
         if session is not None:
-            poe_kernel.call(session, "bye")
+            current_kernel().call(session, "bye")
         self._close_socket()
         path, self.path = self.path, None
         if path is not None:
@@ -120,10 +118,11 @@ class ControlServer:
     def peeked(self, text: str) -> None:
         """A SIGUSR2 dump was written: send it to the ``peek`` requests waiting."""
         if self.session is not None:
-            poe_kernel.call(self.session, "dump", text)
+            current_kernel().call(self.session, "dump", text)
 
     # -- the session ------------------------------------------------------------------
 
+    @state
     def dump(self, _: HandlerArgs) -> None:
         """(As the control session: its alarms are its own.)"""
         text = _[ARG0]
@@ -133,11 +132,13 @@ class ControlServer:
                 client.wheel.put(control.dumps({"ok": True, "peek": text}))
                 self._set_alarm(wheel_id, control.ANSWER_TIMEOUT)
 
+    @state
     def _start(self, _: HandlerArgs) -> None:
         _[HEAP]["listener"] = SocketFactory(
             Handle=self.sock, SuccessEvent="accepted", FailureEvent="accept_failed"
         )
 
+    @state
     def accepted(self, _: HandlerArgs) -> None:
         conn: socket.socket = _[ARG0]
         if len(self.clients) >= control.MAX_CONNECTIONS:
@@ -176,11 +177,13 @@ class ControlServer:
         )
         self.clients[wheel.ID] = _Client(wheel, "refused")
 
+    @state
     def accept_failed(self, _: HandlerArgs) -> None:
         operation, errnum, errstr = _[ARG0 : ARG0 + 3]
         # Transient accept errors back off inside the wheel; it stays.
         log.warning("%d: control socket %s: %s (errno %s)", os.getpid(), operation, errstr, errnum)
 
+    @state
     def request(self, _: HandlerArgs) -> None:
         line, wheel_id = _[ARG0], _[ARG1]
         client = self.clients.get(wheel_id)
@@ -200,11 +203,13 @@ class ControlServer:
         client.state = "answering"
         client.wheel.put(control.dumps(answer))
 
+    @state
     def flushed(self, _: HandlerArgs) -> None:
         client = self.clients.get(_[ARG0])
         if client is not None and client.state == "answering":
             self._drop(_[ARG0])
 
+    @state
     def discard(self, _: HandlerArgs) -> None:
         data, wheel_id = _[ARG0], _[ARG1]
         client = self.clients.get(wheel_id)
@@ -213,6 +218,7 @@ class ControlServer:
             if client.drained > control.MAX_REQUEST:
                 self._drop(wheel_id)
 
+    @state
     def gone(self, _: HandlerArgs) -> None:
         operation, errnum, wheel_id = _[ARG0], _[ARG1], _[ARG3]
         client = self.clients.get(wheel_id)
@@ -224,12 +230,14 @@ class ControlServer:
             return
         self._drop(wheel_id)
 
+    @state
     def expire(self, _: HandlerArgs) -> None:
         client = self.clients.get(_[ARG0])
         if client is not None:
             client.alarm = None
             self._drop(_[ARG0])
 
+    @state
     def bye(self, _: HandlerArgs) -> None:
         for wheel_id in list(self.clients):
             self._drop(wheel_id)
@@ -240,7 +248,7 @@ class ControlServer:
 
     def _set_alarm(self, wheel_id: int, seconds: float) -> None:
         client = self.clients[wheel_id]
-        kernel = poe_kernel
+        kernel = current_kernel()
         if client.alarm is not None:
             kernel.alarm_remove(client.alarm)
         client.alarm = kernel.delay_set("expire", seconds, wheel_id)
@@ -248,7 +256,7 @@ class ControlServer:
     def _drop(self, wheel_id: int) -> None:
         client = self.clients.pop(wheel_id, None)
         if client is not None and client.alarm is not None:
-            poe_kernel.alarm_remove(client.alarm)
+            current_kernel().alarm_remove(client.alarm)
 
     def _close_socket(self) -> None:
         sock, self.sock = self.sock, None

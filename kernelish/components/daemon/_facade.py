@@ -13,7 +13,7 @@ import sys
 import weakref
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
-from kernelish import poe_kernel
+from kernelish import current_kernel
 from kernelish.peek import Peek
 
 if TYPE_CHECKING:
@@ -53,22 +53,22 @@ class Daemon:
     @classmethod
     def update_status(cls, status: str, parm: Any = None) -> Any:
         """Tell the Daemon our new status: 'req', 'long', 'wait' or 'done'."""
-        return poe_kernel.call(cls.alias, "update_status", status, parm)
+        return current_kernel().call(cls.alias, "update_status", status, parm)
 
     @classmethod
     def foreign_child(cls, pid: int) -> Any:
         """Report a child process user code spawned; it gets TERM at shutdown."""
-        return poe_kernel.call(cls.alias, "foreign_child", pid)
+        return current_kernel().call(cls.alias, "foreign_child", pid)
 
     @classmethod
     def shutdown(cls) -> Any:
         """Ask the Daemon to shut down (``Daemon->shutdown``)."""
-        return poe_kernel.call(cls.alias, "shutdown")
+        return current_kernel().call(cls.alias, "shutdown")
 
     @classmethod
     def status(cls) -> str | None:
         """The Daemon's human-readable status (``Daemon->status``)."""
-        result: str | None = poe_kernel.call(cls.alias, "status")
+        result: str | None = current_kernel().call(cls.alias, "status")
         return result
 
     @classmethod
@@ -86,7 +86,7 @@ class Daemon:
         component = cls._component() if cls._component is not None else None
         if component is not None and component.scoreboard is not None:
             text += component.scoreboard.status() + "\n"
-        poe_kernel.sig_handled()
+        current_kernel().sig_handled()
         if file is None and Peek().active_signal() is not None:
             file = sys.stderr
         if file is not None:

@@ -28,13 +28,35 @@ __all__ = [
     "die_with_parent",
     "drop_privs",
     "install_log_handler",
+    "kill",
     "load_prctl",
     "log_to",
+    "note",
     "open_log_descriptor",
     "open_logfile",
 ]
 
 log = logging.getLogger("kernelish.daemon")
+
+
+def note(verbose: bool, fmt: str, *args: object) -> None:
+    """A line of the seed's ``verbose`` chatter (``warn "$$: ..."``): only
+    with ``verbose``, and no formatting work without it."""
+    if verbose:
+        log.info("%d: " + fmt, os.getpid(), *args)
+
+
+def kill(pid: int, sig: int) -> bool:
+    """Send ``sig`` to the Daemon's child ``pid``; False if it is gone (or
+    the kill failed, which is logged)."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    except OSError as exc:
+        log.warning("%d: Killing %d: %s", os.getpid(), pid, exc)
+        return False
+    return True
 
 
 class PrivilegeError(RuntimeError):
@@ -199,11 +221,10 @@ def drop_privs(
     reopen on SIGHUP still works.  A logfile that already existed keeps its
     owner, as Apache's do (docs/security.md).
     """
-    if uid is None and gid is None:
-        return
-    if gid is None and uid is not None:
+    if gid is None:
+        if uid is None:
+            return
         gid = pwd.getpwuid(uid).pw_gid
-    assert gid is not None
     if hand_over is not None:
         os.fchown(hand_over, -1 if uid is None else uid, gid)
     if user is None and uid is not None:

@@ -31,20 +31,24 @@ class SlotState(enum.Enum):
 
         ' ' EMPTY   --add-->   'F' FORK      parent reserved the slot and is about to fork
         '.' DROPPED --add-->   'F' FORK      a reaped child's slot is reused
-        'F' FORK    -------->  'f' CHILD     the forked child has started
+        'F' FORK    -------->  'f' CHILD     the forked pre-forking child has started
+        'F' FORK    -------->  'r' REQ       the forked post-forking child has started on the
+                                              request it was forked for
         'F' FORK    -------->  '.' DROPPED   the fork failed; the parent frees the slot
-        'f' CHILD   -------->  'w' WAIT      pre-forking child ready for its first request
-        'f' CHILD   -------->  'r' REQ       post-forking child handles the request it was
-                                              forked for
+        'f' CHILD   -------->  'w' WAIT      ready for its first request
+        'f' CHILD   -------->  'r' REQ       on its first request at once
         'w' WAIT    -------->  'r' REQ | 'l' LONG
         'r' REQ     -------->  'l' LONG      the same request turned out to be long
         'r' REQ | 'l' LONG --> 'w' WAIT      request done ('done' is written as 'wait')
+        'w' WAIT    -------->  'w' WAIT      'done' again: nothing changes
         any but ' ' -------->  'e' EXIT      the child is shutting down
         any but ' ' -------->  '.' DROPPED   the parent reaped the child (SIGCHLD)
 
     ``EMPTY`` is only ever the initial state; nothing writes it back.  :meth:`Scoreboard.write`
-    does not enforce the lifecycle (neither did the Perl module) -- :meth:`allows` is there
-    for callers and tests that want to check it.
+    does not enforce the lifecycle (neither did the Perl module); :meth:`allows` says whether
+    a move is in it -- the Daemon's children check their own moves with it under Python's
+    development mode (``python -X dev``), where a request without its ``'done'`` (``r -> r``)
+    is reported.
     """
 
     EMPTY = " "
@@ -82,9 +86,9 @@ _LABELS = {
 _TRANSITIONS: dict[SlotState, frozenset[SlotState]] = {
     SlotState.EMPTY: frozenset({SlotState.FORK}),
     SlotState.DROPPED: frozenset({SlotState.FORK}),
-    SlotState.FORK: frozenset({SlotState.CHILD}),
+    SlotState.FORK: frozenset({SlotState.CHILD, SlotState.REQ}),
     SlotState.CHILD: frozenset({SlotState.WAIT, SlotState.REQ}),
-    SlotState.WAIT: frozenset({SlotState.REQ, SlotState.LONG}),
+    SlotState.WAIT: frozenset({SlotState.WAIT, SlotState.REQ, SlotState.LONG}),
     SlotState.REQ: frozenset({SlotState.LONG, SlotState.WAIT}),
     SlotState.LONG: frozenset({SlotState.WAIT}),
     SlotState.EXIT: frozenset(),
@@ -95,6 +99,8 @@ _TRANSITIONS: dict[SlotState, frozenset[SlotState]] = {
 _BUSY = frozenset({SlotState.REQ.value, SlotState.LONG.value})
 _FREE = frozenset({SlotState.EMPTY.value, SlotState.DROPPED.value})
 _VALID = frozenset(s.value for s in SlotState)
+# The stored byte back to its state: a dict lookup, where SlotState(char) is an Enum call.
+_STATE_OF = {ord(s.value): s for s in SlotState}
 
 # One 32-byte record per slot, native byte order with standard sizes so the layout does not
 # depend on the C compiler:
@@ -140,7 +146,8 @@ def _to_char(status: str | SlotState) -> str:
     stored as ``'w'`` rather than a meaningless ``'d'``.
     """
     if isinstance(status, SlotState):
-        return status.value
+        char: str = status._value_  # what .value returns, without its descriptor's call
+        return char
     if status == "done":
         return SlotState.WAIT.value
     char = status[:1]
@@ -239,6 +246,15 @@ class Scoreboard:
         if char in _BUSY and chr(self._mm[base]) not in _BUSY:
             requests = _REQS.unpack_from(self._mm, base + _REQS_OFF)[0] + 1
         self._store(slot, char, pid=pid, requests=requests)
+
+    def state(self, slot: int) -> SlotState:
+        """The state of ``slot`` (kernelish; :meth:`read` gives its character)."""
+        self._check(slot)
+        return _STATE_OF[self._mm[slot * SLOT_SIZE]]
+
+    def states(self) -> list[SlotState]:
+        """Every slot's state, in slot order (kernelish; :meth:`read_all` gives characters)."""
+        return [_STATE_OF[b] for b in self._mm[0 : self._n * SLOT_SIZE : SLOT_SIZE]]
 
     def read_all(self) -> list[str]:
         """Every slot's status character, in slot order; Perl ``read_all``."""

@@ -53,7 +53,7 @@ import atexit
 import os
 from typing import TYPE_CHECKING, Any
 
-from kernelish import KERNEL, HandlerArgs, Session, poe_kernel
+from kernelish import KERNEL, HandlerArgs, Session, current_kernel
 
 from . import control
 from ._control_server import ControlServer
@@ -69,18 +69,14 @@ __all__ = ["DaemonServices", "status_info", "summary"]
 
 def summary(component: DaemonComponent) -> str:
     """One line for systemd's ``STATUS=``: the pool as the scoreboard sees it."""
-    if component.children is None or component.scoreboard is None:
+    pool = component.pool
+    if pool is None:
         text = "Daemon server running"
     else:
-        slots = component.scoreboard.read_all()
-        states = [slots[slot] for slot in component.children.values()]
-        idle = sum(s in "wfF" for s in states)
-        busy = sum(s in "rl" for s in states)
-        mode = "Pre-forking" if component.is_prefork() else "Forking"
-        text = f"{mode} server: {len(states)} children, {idle} idle, {busy} busy"
-    brake = component.brake_text()
-    if brake:
-        text += f", {brake}"
+        text = f"{component.mode.title}: {pool.census()}"
+        brake = pool.brake_text()
+        if brake:
+            text += f", {brake}"
     return text + (", shutting down" if component.die else "")
 
 
@@ -236,7 +232,7 @@ class DaemonServices:
     def _end_session(self) -> None:
         if self.session is not None:
             session, self.session = self.session, None
-            poe_kernel.call(session, "bye")
+            current_kernel().call(session, "bye")
 
     def _session_start(self, _: HandlerArgs) -> None:
         kernel, interval = _[KERNEL], _.args[0]
@@ -269,28 +265,24 @@ class DaemonServices:
 
 def status_info(comp: DaemonComponent) -> dict[str, Any]:
     """What ``{"cmd": "status"}`` answers (JSON-ready)."""
-    if comp.is_prefork():
-        mode = "pre-forking"
-    elif comp.is_fork():
-        mode = "forking"
-    else:
-        mode = "daemon"
+    pool = comp.pool
     info: dict[str, Any] = {
         "service": control.SERVICE,
         "pid": os.getpid(),
-        "mode": mode,
+        "mode": comp.mode.value,
         "alias": comp.config.alias,
         "shutting_down": comp.die,
         "summary": summary(comp),
-        "children": {str(pid): slot for pid, slot in (comp.children or {}).items()},
+        "children": {},
         "slots": [],
         "scoreboard": "",
         "status": comp.status(),
         "listening": comp.services.listening,
         "brake": comp.brake_text(),
     }
-    if comp.scoreboard is not None:
-        info["scoreboard"] = comp.scoreboard.status()
+    if pool is not None:
+        info["children"] = {str(pid): slot for pid, slot in pool.children.items()}
+        info["scoreboard"] = pool.scoreboard.status()
         info["slots"] = [
             {
                 "index": s.index,
@@ -299,6 +291,6 @@ def status_info(comp: DaemonComponent) -> dict[str, Any]:
                 "requests": s.requests,
                 "changed": s.changed,
             }
-            for s in comp.scoreboard.slots()
+            for s in pool.scoreboard.slots()
         ]
     return info
