@@ -144,6 +144,7 @@ class ServerHTTP(SessionID):
                 "http_server_stop": lambda _: _stop(_, server, None, listener=False),
                 "http_server_arm": lambda _: _arm(_, server),
                 "http_server_sweep": lambda _: _sweep(_, server),
+                "http_server_disarm": lambda _: _disarm(_, server),
             }
         )
         if session is None:  # pragma: no cover - Session.create refused
@@ -184,6 +185,12 @@ def _arm(_: HandlerArgs, server: HTTPServer) -> None:
     if not server.sweeping:
         server.sweeping = True
         _[KERNEL].delay("http_server_sweep", server.tick)
+
+
+def _disarm(_: HandlerArgs, server: HTTPServer) -> None:
+    """``http_server_disarm``: no connection is left; no more sweeps."""
+    server.sweeping = False
+    _[KERNEL].delay("http_server_sweep")
 
 
 def _sweep(_: HandlerArgs, server: HTTPServer) -> None:

@@ -83,7 +83,6 @@ class HTTPConnection:
     __slots__ = (
         "body",
         "body_len",
-        "client",
         "closing",
         "continue_owed",
         "eof",
@@ -110,8 +109,7 @@ class HTTPConnection:
         self.heap = heap
         self.kernel = _[KERNEL]
         self.session_id: int = _[SESSION].ID
-        self.client: ReadWrite = heap["client"]
-        self.info = _connection_info(self.session_id, heap, self.client, server.tls)
+        self.info = _connection_info(self.session_id, heap, heap["client"], server.tls)
         self.queue: deque[ServerResponse] = deque()
         #: The request whose body is being read, its parts and their length.
         self.reading: Request | None = None
@@ -130,6 +128,13 @@ class HTTPConnection:
         self.continue_owed = False
         self.last_octets = 0
         self.report = server.reports_requests()
+
+    @property
+    def client(self) -> Any:
+        """The connection's ReadWrite, read from the heap each time: nothing
+        here may keep the wheel (and so the socket) alive once ServerTCP let
+        go of it -- a logged traceback holds this object."""
+        return self.heap.get("client")
 
     # -- input ------------------------------------------------------------------------------
 
@@ -328,7 +333,6 @@ class HTTPConnection:
                 self.server.handler_failed(self, response, exc, "its body")
                 replacement = self.queue[0] = self._in_place(response, 500, "a body of no type")
                 return self._write(replacement)
-        client = self.client
         parts = octets = 0
         while not self.high:
             try:
@@ -339,7 +343,7 @@ class HTTPConnection:
                     response.body = b""  # nothing came: an empty body, with its length
                     response._answer = RESPOND
                     return self._write(response)
-                client.put(b"")
+                self.client.put(b"")
                 return True
             except Exception as exc:
                 _close_iterable(response.body)
@@ -356,14 +360,14 @@ class HTTPConnection:
                 # set its status from inside the generator.
                 self._prepare(response)
                 response._head_sent = True
-                client.put(response)
+                self.client.put(response)
                 if not response.send_body:  # HEAD: the head is all
                     _close_iterable(response.body)
-                    client.put(b"")
+                    self.client.put(b"")
                     return True
             data = part if isinstance(part, bytes) else bytes(part)
             response.octets += len(data)
-            self.high = bool(client.put(data))
+            self.high = bool(self.client.put(data))
             parts += 1
             octets += len(data)
             if parts >= STREAM_PARTS or octets >= STREAM_OCTETS:
@@ -380,7 +384,7 @@ class HTTPConnection:
         server = self.server
         server.request_finished(self, response)
         if server.specials and "post_request" in server.specials:
-            self.kernel.post(self.session_id, "http_server_post_request", response)
+            self.kernel.call(self.session_id, "http_server_post_request", response)
         if self.paused and len(queue) < server.max_pipeline:
             self.paused = False
             self.client.resume_input()
@@ -495,7 +499,7 @@ class HTTPConnection:
         """The server stops: finish what was asked, then close; an idle
         connection closes now."""
         self.closing = True
-        if not self.queue and self.reading is None:
+        if not self.queue and self.reading is None and self.client.is_idle():
             self.close(linger=False)
 
     def got_eof(self) -> None:

@@ -94,7 +94,7 @@ def target(name: str, spec: Any) -> Target:
     ):
         return Target(None, spec[0], spec[1])
     raise ParameterError(
-        f"{_OWNER}: the handler for {name!r} must be a callable, 'poe:SESSION/EVENT' "
+        f"{_OWNER}: Handlers: the handler for {name!r} must be a callable, 'poe:SESSION/EVENT' "
         f"or (session, 'event') (got {spec!r})",
         owner=_OWNER,
         params=("Handlers",),
@@ -112,7 +112,7 @@ class Routes:
             name = key.pattern if isinstance(key, re.Pattern) else key
             if not isinstance(name, str):
                 raise ParameterError(
-                    f"{_OWNER}: a route is a regular expression (str or re.Pattern), not {key!r}",
+                    f"{_OWNER}: Handlers: a route is a regular expression (str or re.Pattern), not {key!r}",
                     owner=_OWNER,
                     params=("Handlers",),
                 )
@@ -123,7 +123,7 @@ class Routes:
                 pattern = key if isinstance(key, re.Pattern) else re.compile(key) if key else None
             except re.error as exc:
                 raise ParameterError(
-                    f"{_OWNER}: route {key!r} is not a regular expression ({exc})",
+                    f"{_OWNER}: Handlers: route {key!r} is not a regular expression ({exc})",
                     owner=_OWNER,
                     params=("Handlers",),
                 ) from None

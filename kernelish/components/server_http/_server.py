@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -133,8 +134,15 @@ class HTTPServer:
         request = response.request
         what = f"{request.method} {request.target}" if request is not None else "a request"
         after = " after the status line went out" if response.head_sent else ""
+        # The traceback as text, not exc_info: a log handler that keeps its
+        # records (a test's, a MemoryHandler) would keep the traceback, whose
+        # frames reach back (f_back) into the frames still running -- the
+        # connection's wheel and socket among their locals.
+        text = "".join(traceback.format_exception(exc)).rstrip()
+        clear_traceback(exc)
+        exc.__traceback__ = None
         log.error(
-            "%d: %s for %s from %s raised%s: %s: %s",
+            "%d: %s for %s from %s raised%s: %s: %s\n%s",
             os.getpid(),
             where,
             what,
@@ -142,9 +150,8 @@ class HTTPServer:
             after,
             type(exc).__name__,
             exc,
-            exc_info=exc,
+            text,
         )
-        clear_traceback(exc)
 
     def refused(self, conn: HTTPConnection, error: Response) -> None:
         """A request was refused (400, 408, 413, 431...): what was wrong."""

@@ -92,6 +92,9 @@ class ConnectionStates:
         server = self.server
         conn.gone()
         server.conns.pop(conn.session_id, None)
+        if server.closing and not server.conns and server.session_id is not None:
+            # The last one of a server that stops: no tick holds run() up.
+            conn.kernel.call(server.session_id, "http_server_disarm")
         on_disconnect = server.specials.get("on_disconnect") if server.specials else None
         if on_disconnect is not None:
             on_disconnect.invoke(_, conn.info)
