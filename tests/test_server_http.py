@@ -159,9 +159,7 @@ def test_head_sends_the_head_only() -> None:
 def test_expect_100_continue_before_the_body() -> None:
     server = serve()
     peer = HTTPPeer(server.port)
-    peer.send(
-        b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
-    )
+    peer.send(b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
     peer.wait_data(lambda d: d.startswith(b"HTTP/1.1 100 Continue\r\n"))
     peer.send(b"abc")
     [reply] = peer.wait_replies(1)
@@ -319,7 +317,7 @@ def test_the_access_log_in_common_log_format(caplog: pytest.LogCaptureFixture) -
         peer.wait_replies(1)
     [record] = [r for r in caplog.records if r.name.endswith(".access")]
     line = record.getMessage()
-    pattern = r'\d+: 127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
+    pattern = r"\d+: 127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "
     assert re.match(pattern + r'"GET /a\\"b\?q=1 HTTP/1\.1" 200 11\Z', line), line
 
 

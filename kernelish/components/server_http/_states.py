@@ -67,8 +67,11 @@ class ConnectionStates:
             on_connect.invoke(_, conn.info)
 
     def input(self, _: HandlerArgs) -> None:
-        """ClientInput: a record of the HTTPD filter."""
-        _[HEAP]["http"].input(_, _[ARG0])
+        """ClientInput: a record of the HTTPD filter (none once closed:
+        records held back by the wheel may still come)."""
+        conn = _[HEAP].get("http")
+        if conn is not None:
+            conn.input(_, _[ARG0])
 
     def error(self, _: HandlerArgs) -> None:
         """ClientError: end of input, a reset, a filter over its buffer."""
