@@ -31,6 +31,8 @@ def serve(**params: Any) -> ServerHTTP:
 
 
 H = b"Host: t\r\n"
+#: 17 chunks of 64 KiB: over MaxContent (1 MiB) as the body comes.
+CHUNKS_OVER = (b"10000\r\n" + b"x" * 0x10000 + b"\r\n") * 17
 
 BAD = [
     # request smuggling shapes

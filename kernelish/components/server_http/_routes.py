@@ -112,7 +112,8 @@ class Routes:
             name = key.pattern if isinstance(key, re.Pattern) else key
             if not isinstance(name, str):
                 raise ParameterError(
-                    f"{_OWNER}: Handlers: a route is a regular expression (str or re.Pattern), not {key!r}",
+                    f"{_OWNER}: Handlers: a route is a regular expression "
+                    f"(str or re.Pattern), not {key!r}",
                     owner=_OWNER,
                     params=("Handlers",),
                 )
