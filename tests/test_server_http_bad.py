@@ -52,7 +52,7 @@ BAD = [
         + b"Transfer-Encoding: chunked\r\n\r\n"
         + (b"10000\r\n" + b"x" * 0x10000 + b"\r\n") * 17,
         413,
-    ),  # fmt: skip
+    ),
     # invalid UTF-8 (and any octet over 0x7E) in the target
     (b"GET /caf\xc3 HTTP/1.1\r\n" + H + b"\r\n", 400),
     (b"GET /\xff\xfe HTTP/1.1\r\n" + H + b"\r\n", 400),
