@@ -25,7 +25,6 @@ from kernelish.components.server_http import ServerHTTP
 
 from ._http import HTTPPeer
 from ._support import ProcessReaper, gone, wait_until
-from ._wheels import run_until
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "http_preforking.py"
 
