@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 from kernelish import ARG0, ARG1, ARG2, HEAP, KERNEL, SESSION, HandlerArgs
 from kernelish.http import Request, Response
 
+from ._head import plain_head
 from ._response import NOT_YET, RESPOND, Connection, ServerResponse
 
 if TYPE_CHECKING:
@@ -208,7 +209,8 @@ class HTTPConnection:
                 self._guard(_, pre, response, (request,))
                 if response._answer != NOT_YET or response.aborted:
                     return
-        found = server.routes.find(request.path)
+        routes = server.routes
+        found = routes.only or routes.find(request.path)
         if found is None:
             response.error(404, f"Nothing to do for {request.path}")
             return
@@ -276,6 +278,20 @@ class HTTPConnection:
             if self.phase == CLOSED:
                 return
 
+    def _keep(self, request: Request) -> bool:
+        """Whether the connection stays open after this response."""
+        server = self.server
+        return (
+            not (
+                self.closing
+                or self.refusing
+                or self.eof
+                or self.served + 1 >= server.keep_alive
+                or server.closing
+            )
+            and request.keep_alive
+        )
+
     def _prepare(self, response: ServerResponse) -> None:
         server = self.server
         if (
@@ -294,11 +310,22 @@ class HTTPConnection:
         if response._answer == RESPOND:
             body = response.body
             if isinstance(body, bytes | bytearray | memoryview):
+                response._head_sent = True
+                request = response.request
+                if request is not None and not response.close:
+                    size = len(body)
+                    head = plain_head(response, request, size, self._keep(request))
+                    if head is not None:
+                        response.octets = size
+                        data = head + body if size <= 65536 else head
+                        self.high = bool(
+                            client.put(data) if data is not head else client.put(head, body)
+                        )
+                        return True
                 self._prepare(response)
                 if response.send_body:
                     response.octets = len(body)
                 self.high = bool(client.put(response))
-                response._head_sent = True
                 return True
             if isinstance(body, list | tuple) and all(isinstance(p, bytes) for p in body):
                 response.body = b"".join(body)  # a WSGI app's [b"..."]: one write
