@@ -219,7 +219,8 @@ def main() -> None:
                 server.stop()
     for connections, keep_alive in cases:
         label = f"{connections} connections, {'keep-alive' if keep_alive else 'Connection: close'}"
-        mine, base = best[("kernelish", connections, keep_alive)], best[("asyncio", connections, keep_alive)]  # fmt: skip
+        mine = best[("kernelish", connections, keep_alive)]
+        base = best[("asyncio", connections, keep_alive)]
         extra = {"group": "http_server", "connections": connections, "keep_alive": keep_alive}
         emit(f"ServerHTTP, 4 children, {label}", mine, "req/s", **extra)
         emit(f"asyncio streams, 4 processes, {label}", base, "req/s", **extra)
