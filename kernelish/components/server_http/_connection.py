@@ -45,21 +45,18 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
-import traceback
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from kernelish import ARG0, ARG1, ARG2, HEAP, KERNEL, SESSION, HandlerArgs
+from kernelish import HEAP, KERNEL, SESSION, HandlerArgs
 from kernelish.http import Request, Response
 
 from ._head import plain_head
-from ._response import NOT_YET, RESPOND, Connection, ServerResponse
+from ._helpers import answered, close_iterable, connection_info
+from ._response import NOT_YET, RESPOND, ServerResponse
 
 if TYPE_CHECKING:
-    from kernelish.wheels import ReadWrite
-
     from ._server import HTTPServer
 
 __all__ = ["BODY", "BUSY", "LINGER", "WAIT", "HTTPConnection"]
@@ -110,7 +107,7 @@ class HTTPConnection:
         self.heap = heap
         self.kernel = _[KERNEL]
         self.session_id: int = _[SESSION].ID
-        self.info = _connection_info(self.session_id, heap, heap["client"], server.tls)
+        self.info = connection_info(self.session_id, heap, heap["client"], server.tls)
         self.queue: deque[ServerResponse] = deque()
         #: The request whose body is being read, its parts and their length.
         self.reading: Request | None = None
@@ -247,7 +244,7 @@ class HTTPConnection:
         error = Response.error(status, detail)
         error.close = False
         del error.headers["Connection"]
-        return _answered(self, error, response, close=False)
+        return answered(self, error, response, close=False)
 
     # -- output: the queue ---------------------------------------------------------------------
 
@@ -329,7 +326,7 @@ class HTTPConnection:
                 return True
             if isinstance(body, list | tuple) and all(isinstance(p, bytes) for p in body):
                 response.body = b"".join(body)  # a WSGI app's [b"..."]: one write
-                _close_iterable(body)
+                close_iterable(body)
                 return self._write(response)
             return self._stream(response)
         # send(): the head once, the parts so far, the end when done() came.
@@ -365,7 +362,7 @@ class HTTPConnection:
             try:
                 part = next(stream)
             except StopIteration:
-                _close_iterable(response.body)
+                close_iterable(response.body)
                 if not response._head_sent:
                     response.body = b""  # nothing came: an empty body, with its length
                     response._answer = RESPOND
@@ -373,7 +370,7 @@ class HTTPConnection:
                 self.client.put(b"")
                 return True
             except Exception as exc:
-                _close_iterable(response.body)
+                close_iterable(response.body)
                 self.server.handler_failed(self, response, exc, "its body's iterator")
                 if response._head_sent:
                     self.abort()  # the status line went out: the end of the connection
@@ -389,7 +386,7 @@ class HTTPConnection:
                 response._head_sent = True
                 self.client.put(response)
                 if not response.send_body:  # HEAD: the head is all
-                    _close_iterable(response.body)
+                    close_iterable(response.body)
                     self.client.put(b"")
                     return True
             data = part if isinstance(part, bytes) else bytes(part)
@@ -473,7 +470,7 @@ class HTTPConnection:
                 self.server.request_timed_out(self, response)
                 response.aborted = True  # the handler's late answer goes nowhere
                 replacement = Response.error(503, "the handler did not answer in time")
-                self.queue[0] = _answered(self, replacement, response)
+                self.queue[0] = answered(self, replacement, response)
                 self.pump()
             else:
                 log.info(
@@ -491,7 +488,7 @@ class HTTPConnection:
         self.refusing = True
         self.reading = None
         self.server.refused(self, error)
-        self.queue.append(_answered(self, error, None))
+        self.queue.append(answered(self, error, None))
         self.phase = BUSY
         self.pump()
 
@@ -578,59 +575,5 @@ class HTTPConnection:
             response.aborted = True
             response._conn = None
             if response._stream is not None or response._answer == RESPOND:
-                _close_iterable(response.body)
+                close_iterable(response.body)
             self.server.request_aborted(self, response)
-
-
-def _answered(
-    conn: HTTPConnection, error: Response, instead: ServerResponse | None, close: bool = True
-) -> ServerResponse:
-    """A ready-to-send ServerResponse carrying the error response ``error``."""
-    request = instead.request if instead is not None else error.request
-    response = ServerResponse(conn, request, conn.info)
-    response.status, response.reason, response.headers = error.status, error.reason, error.headers
-    response.body, response.detail, response.close = error.body, error.detail, close
-    response.started = instead.started if instead is not None else _monotonic()
-    response._answer, response._ended = RESPOND, True
-    for name, value in conn.server.default_headers:
-        if name not in response.headers:
-            response.headers.add(name, value)
-    return response
-
-
-def _close_iterable(body: Any) -> None:
-    """PEP 3333: an iterable's ``close()`` is called however it ends."""
-    close = getattr(body, "close", None)
-    if close is not None and not isinstance(body, bytes | bytearray | memoryview | list | tuple):
-        try:
-            close()
-        except Exception:
-            log.exception("%d: the response body's close() failed", os.getpid())
-
-
-def _connection_info(session_id: int, heap: Any, client: ReadWrite, tls: bool) -> Connection:
-    local_ip, local_port = "", None
-    handle = client.get_input_handle()
-    if isinstance(handle, socket.socket):
-        try:
-            where = handle.getsockname()
-        except OSError:
-            where = None
-        if isinstance(where, tuple):
-            local_ip, local_port = str(where[0]), int(where[1])
-        elif isinstance(where, str):
-            local_ip = where
-    return Connection(
-        session_id, heap.get("remote_ip", ""), heap.get("remote_port"), local_ip, local_port, tls
-    )
-
-
-def error_args(_: HandlerArgs) -> tuple[str, int, str]:
-    """ClientError's (operation, errnum, errstr)."""
-    return _[ARG0], _[ARG1], _[ARG2]
-
-
-def clear_traceback(exc: BaseException) -> None:
-    """Let go of a logged exception's frames (they hold the connection)."""
-    if exc.__traceback__ is not None:
-        traceback.clear_frames(exc.__traceback__)

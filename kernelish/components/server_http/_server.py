@@ -24,7 +24,8 @@ from kernelish.components.daemon import Daemon, pool_mode
 from kernelish.http import Response
 
 from ._accesslog import AccessLog
-from ._connection import clear_traceback, log
+from ._connection import log
+from ._helpers import clear_traceback
 
 if TYPE_CHECKING:
     from ._connection import HTTPConnection
