@@ -51,6 +51,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         ["--repeats", "1", "--starts", "50", "--lines", "300000", "--seconds", "0.5"],
     ),
     "servers_tcp": (["--seconds", "2", "--repeats", "2"], ["--seconds", "1", "--repeats", "1"]),
+    "http_server": (["--seconds", "3", "--repeats", "2"], ["--seconds", "1", "--repeats", "1"]),
 }
 
 #: What bounds a target when it is missed.  No figure is written here: the
@@ -366,12 +367,13 @@ SECTIONS = [
     ("tcp_tls", "ServerTCP: TLS handshakes", "servers_tcp"),
     ("tcp_client", "ClientTCP: connect and one round trip", "servers_tcp"),
     ("http_parse", "HTTP parsing: httptools, h11 and the HTTPD filter", "http_parse"),
+    ("http_server", "ServerHTTP under the pre-forking Daemon (wrk)", "http_server"),
 ]
 
 
 def section_records(key: str, script: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     mine = [r for r in records if r.get("script") == script]
-    if script in ("pools", "run", "servers_tcp"):
+    if script in ("pools", "run", "servers_tcp", "http_server"):
         return [r for r in mine if r.get("group") == key]
     return mine
 

@@ -47,6 +47,7 @@ OTHER_EXPORTS: list[tuple[str, list[str]]] = [
     ("kernelish.drivers", ["SysRW"]),
     ("kernelish.components.daemon", ["DaemonComponent", "Daemon", "Scoreboard", "DaemonConfig"]),
     ("kernelish.components.server_tcp", ["ServerTCP"]),
+    ("kernelish.components.server_http", ["ServerHTTP", "ServerResponse", "Connection"]),
     ("kernelish.components.client_tcp", ["ClientTCP"]),
 ]
 

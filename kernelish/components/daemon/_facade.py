@@ -18,6 +18,7 @@ from kernelish.peek import Peek
 
 if TYPE_CHECKING:
     from ._component import DaemonComponent
+    from ._scoreboard import Scoreboard
 
 __all__ = ["Daemon"]
 
@@ -49,6 +50,16 @@ class Daemon:
         parent page by page, which costs a loaded machine most of a second.
         """
         return cls._child
+
+    @classmethod
+    def scoreboard(cls) -> Scoreboard | None:
+        """The running Daemon's scoreboard -- the same shared memory in its
+        parent and in every child -- or None without a pool (kernelish: what
+        a status page reads; write nothing to it, the Daemon owns it)."""
+        component = cls._component() if cls._component is not None else None
+        if component is None or not cls.alias:
+            return None
+        return component.scoreboard
 
     @classmethod
     def update_status(cls, status: str, parm: Any = None) -> Any:

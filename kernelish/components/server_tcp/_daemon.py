@@ -26,6 +26,16 @@ itself:
   (:meth:`ReadWrite.is_idle`); the Daemon's ``shutdown_timeout`` bounds
   that.
 
+``DaemonRequests='program'`` (kernelish) hands the requests to the program:
+a pre-forked child keeps accepting up to ``Concurrency`` connections at
+once and the glue reports none of them; the program says
+``update_status('req')`` / ``('done')`` around each of its requests and
+drains its own connections on ``daemon_shutdown`` (the listener still
+closes).  That is the shape of a protocol with many requests per
+connection (HTTP keep-alive: ``ServerHTTP``), where a connection is not a
+request and "idle" is the program's to judge.  Post-forking is the same in
+both: a child per connection, whose end is the child's end.
+
 Which mode the Daemon runs is asked of it (:func:`pool_mode`) when the
 listener starts, or on ``daemon_start`` if the Daemon is spawned after the
 server; until then the listener does not accept.
@@ -61,6 +71,8 @@ class DaemonGlue:
         self.mode: str | None = None
         #: A child the Daemon forked (each serves one connection at a time).
         self.child = False
+        #: The program reports requests and drains (DaemonRequests='program').
+        self.program = listener.p.daemon_requests == "program"
 
     def states(self) -> dict[str, Any]:
         """The listener's states for the Daemon's signals."""
@@ -121,9 +133,11 @@ class DaemonGlue:
         self.listener.gate(_[HEAP])
 
     def daemon_shutdown(self, _: HandlerArgs) -> None:
-        """``daemon_shutdown``: stop listening; drain the connections."""
+        """``daemon_shutdown``: stop listening; drain the connections
+        (unless the program drains its own)."""
         self.listener.drop(_[HEAP])
-        self.listener.drain(_)
+        if not self.program:
+            self.listener.drain(_)
 
     def accepted(self, _: HandlerArgs) -> bool:
         """A connection was accepted: True if the Daemon took it (a
@@ -138,7 +152,7 @@ class DaemonGlue:
             }
             Daemon.update_status("req", info)
             return True
-        if self.mode == "prefork" and self.child:
+        if self.mode == "prefork" and self.child and not self.program:
             self.listener.held = True  # one connection at a time
             self.listener.gate(_[HEAP])
             Daemon.update_status("req")
@@ -146,5 +160,5 @@ class DaemonGlue:
 
     def done(self) -> None:
         """A connection ended: tell the Daemon (in a child)."""
-        if self.child and self.mode in ("prefork", "fork"):
+        if self.child and (self.mode == "fork" or (self.mode == "prefork" and not self.program)):
             Daemon.update_status("done")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -92,6 +92,7 @@ class ServerTCPParams(Params):
     ssl_context: ssl.SSLContext | None = Field(None, alias="SSLContext")
     handshake_timeout: float = Field(60.0, gt=0, allow_inf_nan=False)
     daemon: bool = False
+    daemon_requests: Literal["connection", "program"] = "connection"
     accept_batch: int = Field(16, gt=0)
 
     @field_validator("port")
@@ -134,6 +135,8 @@ class ServerTCPParams(Params):
                 raise ValueError(f"LowMark ({low}) must be below HighMark ({high})")
         elif self.client_high is not None or self.client_low is not None:
             raise ValueError("ClientHigh/ClientLow require HighMark and LowMark")
+        if "daemon_requests" in self.model_fields_set and not self.daemon:
+            raise ValueError("DaemonRequests needs Daemon=True")
         if self.domain == socket.AF_UNIX and not self.address:
             raise ValueError("Domain AF_UNIX needs the socket's path as Address")
         return self
