@@ -40,8 +40,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _common import emit, table  # noqa: E402
+from _servers import BARE, KERNELISH, Server  # noqa: E402
 from loadgen import run_load  # noqa: E402
-from pools import BARE, KERNELISH, POOL, Server  # noqa: E402
+from pools import POOL  # noqa: E402
 
 STEPS = ("fork", "daemon_child", "wheel", "input", "done", "exit")
 LABELS = {

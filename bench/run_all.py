@@ -36,7 +36,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "timers": (["--repeats", "3"], ["--repeats", "1"]),
     "echo": (["--seconds", "2", "--repeats", "3"], ["--seconds", "1", "--repeats", "1"]),
     "pools": (
-        ["--seconds", "2", "--repeats", "2"],
+        ["--seconds", "2", "--repeats", "3"],
         ["--seconds", "1", "--repeats", "1", "--samples", "50"],
     ),
     "imports": (["--repeats", "7"], ["--repeats", "3"]),
@@ -274,7 +274,7 @@ def charts(records: list[dict[str, Any]]) -> list[str]:
     panels = [
         ("prefork_r1000", "bare_prefork", "Pre-forking, requests=1000"),
         ("prefork_r1", "bare_fork", "Pre-forking, requests=1"),
-        ("postfork", "bare_fork", "Post-forking, max_children=8"),
+        ("postfork", "bare_fork", "Post-forking, max_children=3"),
     ]
     present = [p for p in panels if any(r.get("group") == p[0] for r in records)]
     if present:
@@ -282,17 +282,16 @@ def charts(records: list[dict[str, Any]]) -> list[str]:
         if len(present) == 1:
             axes = [axes]
         for ax, (group, base, title) in zip(axes, present, strict=True):
-            rows = [r for r in records if r.get("group") == group and "bench" in r]
-            by_clients = {r["clients"]: r for r in rows if r.get("baseline")}
-            rows = [r for r in rows if not r.get("baseline")]
-            clients = [r["clients"] for r in rows]
-            ours = [r["value"] for r in rows]
-            perl = [r.get("perl") or 0.0 for r in rows]
-            bare = [by_clients[c]["value"] if c in by_clients else 0.0 for c in clients]
+            rows = [r for r in records if r.get("group") == group and "role" in r]
+            by_role = {(r["role"], r["clients"]): r["value"] for r in rows}
+            clients = sorted({r["clients"] for r in rows})
+            ours = [by_role.get(("kernelish", c), 0.0) for c in clients]
+            perl = [by_role.get(("perl", c), 0.0) for c in clients]
+            bare = [by_role.get(("bare", c), 0.0) for c in clients]
             xs = range(len(clients))
             ax.bar([x - 0.27 for x in xs], ours, 0.27, label="kernelish")
             ax.bar(list(xs), bare, 0.27, label=f"bare ({base.replace('bare_', '')})")
-            ax.bar([x + 0.27 for x in xs], perl, 0.27, label="Perl daemon")
+            ax.bar([x + 0.27 for x in xs], perl, 0.27, label="Perl original (this run)")
             ax.set_xticks(list(xs), [f"{c} clients" for c in clients])
             ax.set_ylabel("connections/s")
             ax.set_title(title)
@@ -310,10 +309,10 @@ SECTIONS = [
     ("echo", "Line echo", "echo"),
     ("prefork_r1000", "Pre-forking, requests=1000", "pools"),
     ("prefork_r1", "Pre-forking, requests=1", "pools"),
-    ("postfork", "Post-forking, max_children=8", "pools"),
+    ("postfork", "Post-forking, max_children=3", "pools"),
     ("latency", "Fork latency", "pools"),
     ("memory", "Idle pre-forked child", "pools"),
-    ("imports", "Import time", "imports"),
+    ("imports", "Imports: time, the master's memory and mappings", "imports"),
     ("filters", "Reference filter", "filters"),
     ("tail", "FollowTail", "tail"),
     ("run_start", "Run: start to CloseEvent", "run"),
@@ -327,6 +326,55 @@ def section_records(key: str, script: str, records: list[dict[str, Any]]) -> lis
     if script in ("pools", "run"):
         return [r for r in mine if r.get("group") == key]
     return mine
+
+
+def side_by_side(records: list[dict[str, Any]]) -> list[str]:
+    """The issue's table from this run: each figure for the Perl original,
+    kernelish and the bare server, with the ratios."""
+    rows: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in records:
+        if "role" in r and "bench" in r:
+            rows.setdefault(r["row"], {})[r["role"]] = r
+    if not rows:
+        return []
+    out = [
+        "",
+        "## Side by side with the Perl original",
+        "",
+        "| figure | Perl original | kernelish | bare Python | kernelish / Perl "
+        "| kernelish / bare | noise (spread of kernelish's rounds) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    notes = [r["note"] for r in records if r.get("group") == "note"]
+
+    def cell(r: dict[str, Any] | None) -> str:
+        if r is None:
+            return "skipped" if notes else ""
+        text = fmt(r["value"], r["unit"])
+        if r.get("group") == "postfork" and r.get("clients", 1) > 1:
+            text += f", {r['errors']} errors"
+        return text
+
+    def over(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
+        if a is None or b is None or not b["value"]:
+            return ""
+        return f"{a['value'] / b['value']:.2f}x"
+
+    for row, by_role in rows.items():
+        ours = by_role.get("kernelish")
+        noise = ""
+        if ours is not None:
+            for field in ("spread", "range_mb", "iqr_ms"):
+                if ours.get(field) is not None:
+                    noise = f"{field} {ours[field]}"
+        out.append(
+            f"| {row} | {cell(by_role.get('perl'))} | {cell(ours)} | "
+            f"{cell(by_role.get('bare'))} | {over(ours, by_role.get('perl'))} | "
+            f"{over(ours, by_role.get('bare'))} | {noise} |"
+        )
+    for note in notes:
+        out += ["", f"Perl rows skipped: {note}."]
+    return out
 
 
 def write_doc(
@@ -349,10 +397,14 @@ def write_doc(
         "",
         "Every ratio compares figures measured in the same run (kernelish against a "
         "baseline: asyncio, or a bare server with no kernel); every figure is the best "
-        "of several runs. The Perl figures are POE 1.370 / perl 5.36 on the same kind "
-        "of machine (2 cores), from the issue; the load generator (`bench/loadgen.py`, "
-        "one client process per concurrent client, connect, PING, PONG, DONE, OK, "
-        "close) shares the 2 cores with the server, as it did for the Perl figures.",
+        "of several runs. The pools' Perl figures are measured in this run: "
+        "POE::Component::Daemon's own `eg/` programs on Debian's POE 1.370 "
+        "(`bench/_servers.py`), interleaved round by round with the bare and "
+        "kernelish servers; `spread` is (best - worst) / best over the rounds, "
+        "`ratio_range` the range of the per-round ratios. The dispatch and timer "
+        "Perl figures are from the issues that set those targets. The load "
+        "generator (`bench/loadgen.py`, one client process per concurrent client, "
+        "connect, PING, PONG, DONE, OK, close) shares the 2 cores with the servers.",
         "",
         "## Targets",
         "",
@@ -365,6 +417,7 @@ def write_doc(
             f"| {c['check']} | {fmt(c['value'], c['unit'])} | {c['op']} "
             f"{fmt(c['target'], c['unit'])} | {verdict} |"
         )
+    out += side_by_side(records)
     for img in images:
         out += ["", f"![{img}]({img})"]
     for key, title, script in SECTIONS:
@@ -383,6 +436,11 @@ def write_doc(
                         notes.append(f"{field[:-3]} {r[field]} ms")
                 if "errors" in r:
                     notes.append(f"errors {r['errors']} (resets {r['resets']})")
+                if r.get("perl_row"):
+                    notes.append("Perl original")
+                for field in ("spread", "ratio_range", "range_mb", "iqr_ms", "note"):
+                    if r.get(field) not in (None, []):
+                        notes.append(f"{field} {r[field]}")
                 if "max_children_seen" in r and r.get("group") == "postfork":
                     notes.append(f"most children seen {r['max_children_seen']}")
                 out.append(
