@@ -242,6 +242,12 @@ def bench_memory(repeats: int) -> None:
         emit(
             f"  without {dep} (a stand-in): mappings", without_maps, "maps", dependency=dep, **group
         )
+    # What only the daemon package can still cut: it imports pydantic (its
+    # configuration models, built at import) and psutil (the babysitter and
+    # the control module), both of which could wait for their first use.
+    both_rss, both_maps, _ = memory(repeats, STACK, stubbed=("pydantic", "psutil"))
+    emit("  without pydantic and psutil (stand-ins): RssAnon", both_rss, "MB", **group)
+    emit("  without pydantic and psutil (stand-ins): mappings", both_maps, "maps", **group)
     for source, count in by_source(stack["paths"])[:12]:
         emit(f"  mappings of {source}", count, "maps", breakdown=True, **group)
 

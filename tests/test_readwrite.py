@@ -354,8 +354,9 @@ def test_the_common_parameters_skip_pydantic_with_the_same_values(
     """The shape of nearly every wheel (a socket, a filter, event names) is
     checked without pydantic; the values are those pydantic would give, and
     everything else still goes through it (and its errors)."""
-    from kernelish.wheels._readwrite import ReadWriteParams, _common_params
+    from kernelish.wheels._readwrite import _PARAMS
 
+    ReadWriteParams, _common_params = _PARAMS.model, _PARAMS.common
     mine, _peer = pair
     line = Line()
     common = [
@@ -371,6 +372,7 @@ def test_the_common_parameters_skip_pydantic_with_the_same_values(
         assert fast is not None, params
         slow = ReadWriteParams.model_validate(params)
         assert {f: getattr(fast, f) for f in fields} == {f: getattr(slow, f) for f in fields}
+        assert fast.model_fields_set == slow.model_fields_set
     others = [
         {"Handle": mine.fileno()},  # an fd: pydantic's
         {"Handle": mine, "InputEvent": 5},
