@@ -26,13 +26,13 @@ cannot drift apart.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from ._params_model import Params
 
 __all__ = [
+    "CommonParams",
     "LazyParams",
     "ParameterError",
     "camel",
@@ -84,11 +84,18 @@ def camel(field: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in field.split("_"))
 
 
+class _Exact(frozenset[type]):
+    """The check :func:`exact` makes: a set of classes, which
+    :meth:`LazyParams.common` tests inline (no call per parameter)."""
+
+    def __call__(self, value: Any) -> bool:
+        return value.__class__ in self
+
+
 def exact(*types: type | None) -> Check:
     """A value of exactly one of ``types`` (``None`` for None): no subclass,
     so that the model, whose lax mode converts some, returns it unchanged."""
-    allowed = frozenset(type(None) if t is None else t for t in types)
-    return lambda value: value.__class__ in allowed
+    return _Exact(type(None) if t is None else t for t in types)
 
 
 def instance_of(*types: type, none: bool = False) -> Check:
@@ -101,6 +108,20 @@ def positive_int(value: Any) -> bool:
     return value.__class__ is int and value > 0
 
 
+class CommonParams:
+    """Parameters that passed a common shape: they read like the model they
+    stand for -- every field an attribute (the defaults are the class's, the
+    given values the instance's), and ``model_fields_set``."""
+
+    #: The fields given (pydantic's name); none for the defaults.
+    model_fields_set: frozenset[str] = frozenset()
+
+    def __repr__(self) -> str:
+        given = vars(self).items()
+        fields = ", ".join(f"{k}={v!r}" for k, v in given if k != "model_fields_set")
+        return f"{type(self).__name__}({fields})"
+
+
 class LazyParams:
     """A component's parameters: the common shape checked in plain Python,
     the rest by its pydantic model, imported on first use (see the module
@@ -109,7 +130,7 @@ class LazyParams:
     ``model`` names the model as ``"package.module:Class"``.  ``defaults``
     are the model's defaults of every field (``required`` fields have none);
     ``checks`` hold the fields of the common shape, ``consistent`` an optional
-    cross-field rule over all the values (False: let pydantic decide).
+    cross-field rule, given the parameters (False: let pydantic decide).
     """
 
     __slots__ = (
@@ -117,6 +138,7 @@ class LazyParams:
         "_consistent",
         "_defaults",
         "_empty",
+        "_made",
         "_model",
         "_names",
         "_required",
@@ -134,7 +156,7 @@ class LazyParams:
         checks: Mapping[str, Check] | None = None,
         *,
         required: tuple[str, ...] = (),
-        consistent: Callable[[dict[str, Any]], bool] | None = None,
+        consistent: Callable[[Any], bool] | None = None,
     ) -> None:
         self.owner = owner
         self._model = model
@@ -142,22 +164,24 @@ class LazyParams:
         self._checks = dict(checks or {})
         self._consistent = consistent
         self._required = required
+        #: Each accepted spelling -> (field, check).
         self._names = {
-            spelling: field for field in self._checks for spelling in (field, camel(field))
+            spelling: (field, check)
+            for field, check in self._checks.items()
+            for spelling in (field, camel(field))
         }
         # ``Line()`` and ReadWrite's own ``SysRW()`` are built per connection:
         # their defaults are one shared namespace (nothing assigns to parameters).
-        # Without defaults there is no common shape: pydantic sees every call.
-        self._empty = (
-            None
-            if required or defaults is None
-            else self._namespace(dict(self._defaults), frozenset())
+        #: The class of this component's CommonParams: the defaults as class
+        #: attributes, so that each call stores only what it was given.
+        self._made: type[CommonParams] = type(
+            f"{owner}CommonParams", (CommonParams,), {"__module__": __name__, **self._defaults}
         )
+        # ``Line()`` and ReadWrite's own ``SysRW()`` are built per connection:
+        # their defaults are one shared object (nothing assigns to parameters).
+        # Without defaults there is no common shape: pydantic sees every call.
+        self._empty = None if required or defaults is None else self._made()
         LazyParams.made.append(self)
-
-    @staticmethod
-    def _namespace(values: dict[str, Any], given: frozenset[str]) -> Any:
-        return SimpleNamespace(**values, model_fields_set=given)
 
     @property
     def model(self) -> type[Params]:
@@ -171,23 +195,33 @@ class LazyParams:
         return tuple(self._checks)
 
     def common(self, params: Mapping[str, Any]) -> Any:
-        """The parameters as a namespace when they have the common shape, else None."""
+        """The parameters as a CommonParams when they have the common shape, else None."""
         if not params:
             return self._empty
         given: dict[str, Any] = {}
-        names, checks = self._names, self._checks
+        names = self._names
         for key, value in params.items():
-            field = names.get(key)
-            if field is None or field in given or not checks[field](value):
+            entry = names.get(key)
+            if entry is None:
+                return None
+            field, check = entry
+            if field in given:
+                return None
+            if check.__class__ is _Exact:
+                if value.__class__ not in check:
+                    return None
+            elif not check(value):
                 return None
             given[field] = value
         for field in self._required:
             if field not in given:
                 return None
-        values = {**self._defaults, **given}
-        if self._consistent is not None and not self._consistent(values):
+        found = self._made()
+        found.__dict__.update(given)
+        if self._consistent is not None and not self._consistent(found):
             return None
-        return self._namespace(values, frozenset(given))
+        found.model_fields_set = frozenset(given)
+        return found
 
     def parse(self, params: Mapping[str, Any], owner: str | None = None) -> Any:
         """The parameters, from the common shape or else from pydantic (which

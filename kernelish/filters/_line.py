@@ -88,13 +88,13 @@ def _encoding(value: Any) -> bool:
     return value is None or (value.__class__ is str and codec_problem(value) is None)
 
 
-def _consistent(values: dict[str, Any]) -> bool:
+def _consistent(p: Any) -> bool:
     """LineParams' cross-field rules, for the common shape (which has no
     InputLiteral or InputRegexp); False lets the model word the error."""
-    literal = values["literal"]
-    if literal is not None and (not literal or values["output_literal"] is not None):
+    literal = p.literal
+    if literal is not None and (not literal or p.output_literal is not None):
         return False
-    return bool(values["max_buffer"] >= values["max_length"])
+    return bool(p.max_buffer >= p.max_length)
 
 
 #: Line's parameters (the model: :mod:`._models`).

@@ -94,11 +94,11 @@ def _timeout(value: Any) -> bool:
     return value is None or (value.__class__ in (int, float) and 0 < value < float("inf"))
 
 
-def _consistent(values: dict[str, Any]) -> bool:
+def _consistent(p: Any) -> bool:
     """ReadWriteParams' rules for the common shape; False lets the model word the error."""
-    high, low = values["high_mark"], values["low_mark"]
+    high, low = p.high_mark, p.low_mark
     if high is None:
-        return low is None and not values["backpressure"]
+        return low is None and not p.backpressure
     return low is not None and bool(low < high)
 
 
