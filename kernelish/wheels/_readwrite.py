@@ -194,6 +194,7 @@ class ReadWrite(Wheel):
         "_reading",
         "_replay",
         "_user_paused",
+        "_write_watch",
     )
 
     def __init__(self, **params: Any) -> None:
@@ -244,10 +245,11 @@ class ReadWrite(Wheel):
         self._input_timeout = p.input_timeout
         self._last_input = 0.0
         self._idle_timer: int | None = None
+        self._write_watch = False
         if self._input_event is not None:
             self._start_reading()
-        # The write watch exists from the start, paused while nothing is queued.
-        self.watch(out_handle, MODE_WRITE, ReadWrite._on_write, paused=True)
+        if not self._reading or self._out_fd != self._in_fd:
+            self._hold_write_watch()
         self._flush_queued = False
         self._flushed_callback: Callable[[], None] | None = None
 
@@ -265,6 +267,7 @@ class ReadWrite(Wheel):
 
     def _stop_reading(self) -> None:
         self._reading = False
+        self._hold_write_watch()  # first: the session keeps its hold on the handle
         if self._in_handle is not None:
             self.unwatch(self._in_handle, MODE_READ)
 
@@ -463,7 +466,7 @@ class ReadWrite(Wheel):
                     written = 0
                 if written < len(data):
                     octets = self._out_octets = self._driver.put((data[written:],))
-                    self._kernel.select_resume_write(self._out_handle)
+                    self._resume_write_watch()
                 elif self._flushed_event is not None and not self._flush_queued:
                     # FlushedEvent comes later, never from put(): queued to the
                     # next dispatch pass (cheaper than arming the write watch).
@@ -475,7 +478,7 @@ class ReadWrite(Wheel):
                     self.flush()
                     octets = self._out_octets
                 else:
-                    self._kernel.select_resume_write(self._out_handle)
+                    self._resume_write_watch()
         high = self._high_mark
         if high is not None and octets >= high:
             if not self._high:
@@ -510,6 +513,27 @@ class ReadWrite(Wheel):
             callback = self._flushed_callback = flushed
         self._kernel.defer(session, callback)
 
+    def _hold_write_watch(self) -> None:
+        """The write watch, paused: POE's is there from the start and holds
+        the session while the wheel lives.  A wheel that reads the same
+        handle makes it only when the read watch goes (end of file, an
+        error, ``shutdown_input``) or output must wait: the read watch
+        holds the session meanwhile, and most connections never need it
+        (a put writes at once), which saves a watch and its release per
+        connection."""
+        if not self._write_watch and not self._output_done and self._out_handle is not None:
+            self._write_watch = True
+            self.watch(self._out_handle, MODE_WRITE, ReadWrite._on_write, paused=True)
+
+    def _resume_write_watch(self) -> None:
+        """Output waits for the handle: arm the write watch."""
+        self._hold_write_watch()
+        self._kernel.select_resume_write(self._out_handle)
+
+    def _drop_write_watch(self) -> None:
+        self._write_watch = False
+        self.unwatch(self._out_handle, MODE_WRITE)
+
     def _on_write(self) -> None:
         """The write handler: flush, watermarks, FlushedEvent."""
         driver = self._driver
@@ -518,7 +542,7 @@ class ReadWrite(Wheel):
         except OSError as exc:
             self._out_octets = driver.get_out_octets_buffered()
             self._output_done = True
-            self.unwatch(self._out_handle, MODE_WRITE)
+            self._drop_write_watch()
             self.emit(self._error_event, "write", exc.errno or 0, exc.strerror or "", self._id)
             return
         if self._high:
@@ -533,7 +557,8 @@ class ReadWrite(Wheel):
                 self._hold_input()
             self.emit(self._high_event, self._id)
         if not left:
-            self._kernel.select_pause_write(self._out_handle)
+            if self._write_watch:  # (flush() may run before output ever waited)
+                self._kernel.select_pause_write(self._out_handle)
             self.emit(self._flushed_event, self._id)
 
     def flush(self) -> None:
@@ -574,7 +599,7 @@ class ReadWrite(Wheel):
         (``shutdown_output``)."""
         self._output_done = True
         if self._out_handle is not None:
-            self.unwatch(self._out_handle, MODE_WRITE)
+            self._drop_write_watch()
         _shutdown(self._out_handle, socket.SHUT_WR)
 
     # -- filters ------------------------------------------------------------------
