@@ -119,10 +119,11 @@ def rounds(
     contenders: list[Contender], clients: int, seconds: float, repeats: int
 ) -> dict[str, list[dict[str, Any]]]:
     """Each contender's results, one per round; within a round they run one
-    after the other, so the machine's drift hits them alike."""
+    after the other, so the machine's drift hits them alike, and each round
+    starts with the next one (no contender always runs first)."""
     out: dict[str, list[dict[str, Any]]] = {c.key: [] for c in contenders}
-    for _ in range(repeats):
-        for contender in contenders:
+    for n in range(repeats):
+        for contender in contenders[n % len(contenders) :] + contenders[: n % len(contenders)]:
             out[contender.key].append(one_load(contender, clients, seconds))
     return out
 
@@ -400,7 +401,7 @@ def fork_cost(code: str) -> float:
         text=True,
         check=True,
         timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": os.environ.get("KERNELISH_ROOT", str(ROOT))},
     )
     return float(out.stdout.strip())
 

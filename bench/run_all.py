@@ -115,9 +115,9 @@ BOUNDS = {
         "child sections) and then a fault on each page it writes next, since "
         "fork() write-protects them. By step: the OS and CPython's own "
         "after-fork work (threading's hook alone some 110 faults, "
-        "`bench/afterfork.py`), the kernel's at-fork hook (about 145), the "
-        "Daemon's `become_child` up to `daemon_child` (most of that step), "
-        "then ReadWrite + Line. The Perl original forks a smaller parent "
+        "`bench/afterfork.py`), the kernel's at-fork hook, the Daemon's "
+        "`become_child` up to `daemon_child`, then ReadWrite + Line, each a "
+        "row below. The Perl original forks a smaller parent "
         "(its master RSS is in the table above) whose child touches fewer pages."
     ),
     "latency": (
