@@ -39,6 +39,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import check, emit, table
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The kernelish measured (another checkout's, to compare: KERNELISH_ROOT=...).
+CODE_ROOT = Path(os.environ.get("KERNELISH_ROOT", ROOT))
+ENV = {**os.environ, "PYTHONPATH": str(CODE_ROOT)}
 CODE = "import time; t = time.perf_counter(); import {mod}; print(time.perf_counter() - t)"
 STACK = ("kernelish.components.daemon", "kernelish.wheels", "kernelish.filters")
 OUTSIDE_DAEMON = ("kernelish.wheels", "kernelish.filters")
@@ -122,9 +125,9 @@ def probe(
         [sys.executable, "-c", PROBE, ",".join(stubbed), ",".join(modules), ",".join(after)],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=CODE_ROOT,
         timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=ENV,
     )
     if out.returncode:
         raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr else "failed")
@@ -156,7 +159,7 @@ def import_seconds(module: str) -> float:
         capture_output=True,
         text=True,
         check=True,
-        cwd=ROOT,
+        cwd=CODE_ROOT,
         timeout=60,
     )
     return float(out.stdout.strip())
@@ -169,7 +172,7 @@ def heaviest(module: str, top: int = 6) -> list[tuple[str, float]]:
         capture_output=True,
         text=True,
         check=True,
-        cwd=ROOT,
+        cwd=CODE_ROOT,
         timeout=60,
     )
     rows = []
