@@ -254,8 +254,15 @@ def write_doc(
         "make bench                              # the whole suite, writes this page",
         ".venv/bin/python bench/run_all.py --quick   # shorter runs, to try it out",
         ".venv/bin/python bench/pools.py --only postfork  # one benchmark",
+        ".venv/bin/python bench/pools.py --no-perl        # without the Perl original",
+        "KERNELISH_ROOT=../other-checkout .venv/bin/python bench/imports.py  # another tree",
         ".venv/bin/python bench/loadgen.py PORT --mode conn --concurrency 8 --seconds 3",
         "```",
+        "",
+        "The Perl original runs when `perl -MPOE` works (Debian's POE 1.370: "
+        "`../shared/perl-original/setup.sh`); its rows are skipped with a note "
+        "otherwise. Its daemons detach; `bench/_servers.py` adopts them as a child "
+        "subreaper, stops them by pid and session and removes their SysV segments.",
         "",
         "The machine is shared and noisy: compare ratios, not absolute figures.",
         "",
