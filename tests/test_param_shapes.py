@@ -164,6 +164,7 @@ def _start(_):
 
 Session.create(inline_states={"_start": _start})
 poe_kernel.run()
+assert "Run" in dir(kernelish.wheels) and "Run" in kernelish.wheels.__all__
 heavy = ("pydantic", "pickle", "json", "zlib", "termios", "subprocess", "kernelish.wheels._run")
 print(sorted(name for name in heavy if name in sys.modules))
 """
