@@ -40,13 +40,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _common import emit, table  # noqa: E402
+from _servers import BARE, KERNELISH, Server  # noqa: E402
 from loadgen import run_load  # noqa: E402
-from pools import BARE, KERNELISH, POOL, Server  # noqa: E402
+from pools import POOL  # noqa: E402
 
-STEPS = ("fork", "daemon_child", "wheel", "input", "done", "exit")
+STEPS = ("fork", "stdlib", "kernel", "daemon_child", "wheel", "input", "done", "exit")
 LABELS = {
     "fork": "fork() to the first Python in the child (OS, CPython after-fork)",
-    "daemon_child": "kernel re-init + become_child to daemon_child",
+    "stdlib": "threading's and logging's at-fork hooks",
+    "kernel": "the kernel's at-fork hook (re-initialisation)",
+    "daemon_child": "the Daemon's become_child to daemon_child",
     "wheel": "ReadWrite + Line wheel built",
     "input": "to the first input (PING)",
     "done": "to the last reply (OK)",

@@ -1,42 +1,52 @@
-"""Process pools over TCP: pre-forking, post-forking, fork latency, idle child memory.
+"""Process pools over TCP, side by side with the Perl original: throughput, first reply, memory.
 
-Run: ``.venv/bin/python bench/pools.py [--seconds 2] [--repeats 2] [--only NAME]``.
+Run: ``.venv/bin/python bench/pools.py [--seconds 2] [--repeats 3] [--only NAME]``.
 
-Every server runs in the foreground in its own session (process group), is
-ended with its children when its measurement ends, and speaks the line
-protocol of ``examples/preforking.py``; the load comes from
+Three kinds of server run in this one process's run (``bench/_servers.py``):
+the bare Python servers (``bench/servers/bare.py``: the limit), kernelish
+(``bench/servers/kernelish_server.py``: ``examples/preforking.py`` and
+``examples/forking.py`` in the foreground, without their logfile) and, when
+``perl -MPOE`` works, POE::Component::Daemon's own ``eg/`` programs from
+``../shared/perl-original`` (with their logfile, as shipped).  Without perl
+the Perl rows are skipped with a note.  The load comes from
 ``bench/loadgen.py`` (connection per request: connect, PING, PONG, DONE, OK,
-close; one client *process* per concurrent client, on the same 2 cores as the
-server, as for the Perl figures).  Each kernelish figure is measured right
-after its bare baseline, in the same run, best of ``--repeats``:
+close; one client *process* per concurrent client, on the same 2 cores as
+the servers).
 
-* ``prefork_r1000``: kernelish ``DaemonComponent`` pre-forking, requests=1000,
-  8 children, against the bare pre-forking server (8 processes blocking in
-  ``accept``) -- target >= 70%;
-* ``prefork_r1``: requests=1 (each child serves one connection and exits; a
-  dead child is replaced at once), against the bare fork-per-connection
-  server -- target >= 50%;
-* ``postfork``: post-forking, max_children=8, against the bare
-  fork-per-connection server -- target >= 70%, no child beyond max_children
-  (live children sampled every 2 ms from ``/proc``) and no reset connection at
-  8 clients;
-* ``latency``: time to the first reply on a fresh connection, post-forked
-  child against an idle pre-forked child -- target: within 1.5 ms;
-* ``memory``: USS and PSS (``psutil.Process.memory_full_info``) of an idle
-  pre-forked child, after it settled -- target USS <= 1.3 MB.
+The machine is shared: every comparison is **interleaved** -- each round
+runs every server of the comparison once, each on a fresh server, and the
+rounds repeat (``--repeats``).  A figure is the best of its rounds; its
+``spread`` is (best - worst) / best over the rounds, and each ratio also
+gives the range of the per-round ratios (``ratio_range``).
+
+* ``prefork_r1000``: pre-forking, requests=1000, the eg's pool (start 1,
+  min_spare 2, max_children 10: ``eg/preforking-r1000``) for kernelish and
+  Perl; kernelish against the bare pre-forking server (8 processes in
+  ``accept``) -- target >= 0.7x;
+* ``prefork_r1``: requests=1 (``eg/preforking`` as shipped) against the bare
+  fork-per-connection server -- target >= 0.5x;
+* ``postfork``: post-forking, max_children=3 (``eg/forking-resume``: the eg
+  as shipped never resumes after its first pause) -- targets >= 1.2x Perl at
+  1 client, >= 2x at 4 and 8, no error, and (an aim) >= 0.5x the bare
+  fork-per-connection server; never more than 3 live children;
+* ``latency``: the first reply on a fresh connection, every server up at
+  once and sampled in turn: post-forked kernelish child against Perl's
+  (target: p50 <= Perl's) and against an idle pre-forked child;
+* ``memory``: USS and PSS of the idle children of a pre-forking pool of 3
+  (all three servers: same number of sharers) and the master's RSS --
+  targets USS and PSS <= Perl's.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import select
 import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,121 +55,27 @@ sys.path.insert(0, str(HERE))
 
 import psutil  # noqa: E402
 from _common import check, emit, table  # noqa: E402
-from loadgen import first_reply_latency, run_load  # noqa: E402
+from _servers import (  # noqa: E402
+    BARE,
+    KERNELISH,
+    PY,
+    ROOT,
+    ChildSampler,
+    PerlServer,
+    Server,
+    perl_unavailable,
+)
+from loadgen import first_reply_latency, one_request, run_load  # noqa: E402
 
-PY = sys.executable
-BARE = str(HERE / "servers" / "bare.py")
-KERNELISH = str(HERE / "servers" / "kernelish_server.py")
 CLIENTS = (1, 4, 8)
-POOL = 8  # children of both pre-forking servers
-PERL = {
-    "prefork_r1000": {1: 1300.0, 4: 2000.0, 8: 1900.0},
-    "prefork_r1": {1: 2.2, 4: 2.2, 8: 2.2},
-    "postfork": {1: 150.0, 4: 150.0, 8: 150.0},
-}
+POOL = 8  # processes of the bare pre-forking server
+MAX_CHILDREN = 3  # post-forking, as eg/forking
+
+AnyServer = Server | PerlServer
 
 
-class Server:
-    """A server process (and its children) in its own process group."""
-
-    def __init__(self, *argv: str) -> None:
-        self.argv = argv
-        self.proc = subprocess.Popen(
-            [PY, *argv],
-            stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, "PYTHONPATH": str(HERE.parent)},
-        )
-        self.port = self._read_port(15.0)
-
-    def _read_port(self, timeout: float) -> int:
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline().decode() if ready else ""
-        if not line.startswith("PORT="):
-            self.stop()
-            raise SystemExit(f"{self.argv} did not start: {line!r}")
-        return int(line.strip().split("=")[1])
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def children(self) -> list[int]:
-        """Live (not zombie) children of the server, from /proc."""
-        try:
-            with open(f"/proc/{self.pid}/task/{self.pid}/children") as f:
-                pids = [int(p) for p in f.read().split()]
-        except OSError:
-            return []
-        live = []
-        for pid in pids:
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    state = f.read().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if state not in ("Z", "X"):
-                live.append(pid)
-        return live
-
-    def wait_children(self, n: int, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.children()) < n:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{self.argv}: {len(self.children())} children, wanted {n}")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        try:
-            os.killpg(self.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        try:  # whatever is left of the group
-            os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        if self.proc.returncode is None:
-            self.proc.wait(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-class ChildSampler:
-    """Samples the number of live children every ``interval`` s in a thread."""
-
-    def __init__(self, server: Server, interval: float = 0.002) -> None:
-        self.server = server
-        self.interval = interval
-        self.samples: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.samples.append(len(self.server.children()))
-
-    def __enter__(self) -> ChildSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def kernelish_prefork(requests: int, start: int = POOL) -> tuple[str, ...]:
+def kernelish_prefork(requests: int, start: int = 1, min_spare: int = 2) -> tuple[str, ...]:
+    """The kernelish pre-forking server with the eg's pool (start 1, min_spare 2, max 10)."""
     return (
         KERNELISH,
         "prefork",
@@ -168,129 +84,300 @@ def kernelish_prefork(requests: int, start: int = POOL) -> tuple[str, ...]:
         "--start-children",
         str(start),
         "--min-spare",
-        "2",
-        "--max-spare",
-        str(start + 2),
+        str(min_spare),
         "--max-children",
-        str(start + 4),
+        "10",
     )
 
 
-def best_load(
-    argv: tuple[str, ...], clients: int, seconds: float, repeats: int, warm: int = 0
-) -> dict[str, Any]:
-    """The best of ``repeats`` load runs, each against a fresh server."""
-    best: dict[str, Any] | None = None
-    for _ in range(repeats):
-        with Server(*argv) as server:
-            if warm:
-                server.wait_children(warm)
-            with ChildSampler(server) as sampler:
-                result = run_load(server.port, "conn", clients, seconds)
-            result["max_children_seen"] = max(sampler.samples, default=0)
-            result["samples"] = len(sampler.samples)
-        if best is None or result["rate"] > best["rate"]:
-            best = result
-    assert best is not None
-    return best
+class Contender:
+    """One server of a comparison: how to start it and how many children to await."""
+
+    def __init__(self, key: str, label: str, start: Callable[[], AnyServer], warm: int = 0):
+        self.key, self.label, self.start, self.warm = key, label, start, warm
 
 
-def record(name: str, clients: int, result: dict[str, Any], group: str, **extra: Any) -> None:
+def python(key: str, label: str, *argv: str, warm: int = 0) -> Contender:
+    return Contender(key, label, lambda: Server(*argv), warm)
+
+
+def perl(key: str, program: str, warm: int = 0) -> Contender:
+    return Contender(key, f"Perl eg/{program}", lambda: PerlServer(program), warm)
+
+
+def one_load(contender: Contender, clients: int, seconds: float) -> dict[str, Any]:
+    with contender.start() as server:
+        if contender.warm:
+            server.wait_children(contender.warm)
+        with ChildSampler(server) as sampler:
+            result = run_load(server.port, "conn", clients, seconds)
+        result["max_children_seen"] = max(sampler.samples, default=0)
+    return result
+
+
+def rounds(
+    contenders: list[Contender], clients: int, seconds: float, repeats: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Each contender's results, one per round; within a round they run one
+    after the other, so the machine's drift hits them alike, and each round
+    starts with the next one (no contender always runs first)."""
+    out: dict[str, list[dict[str, Any]]] = {c.key: [] for c in contenders}
+    for n in range(repeats):
+        for contender in contenders[n % len(contenders) :] + contenders[: n % len(contenders)]:
+            out[contender.key].append(one_load(contender, clients, seconds))
+    return out
+
+
+def best(results: list[dict[str, Any]]) -> dict[str, Any]:
+    top = dict(max(results, key=lambda r: r["rate"]))
+    rates = [r["rate"] for r in results]
+    top["spread"] = round((max(rates) - min(rates)) / max(rates), 3) if max(rates) else 0.0
+    top["rounds"] = [round(x, 1) for x in rates]
+    top["errors_worst"] = max(r["errors"] for r in results)
+    return top
+
+
+#: The rows of the side-by-side table (``docs/performance.md``) by group.
+ROWS = {
+    "prefork_r1000": "pre-forking, requests=1000",
+    "prefork_r1": "pre-forking, requests=1",
+    "postfork": f"post-forking, max_children={MAX_CHILDREN}",
+}
+
+
+def record(
+    group: str, name: str, clients: int, result: dict[str, Any], role: str, **extra: Any
+) -> None:
+    """One server's best round; ``role`` (bare, perl, kernelish) places it in
+    the side-by-side table."""
     emit(
-        f"{name} {clients} clients",
+        f"{name}, {clients} clients",
         result["rate"],
         "conn/s",
         group=group,
         clients=clients,
         p50_ms=round(result["p50_ms"], 3),
         p99_ms=round(result["p99_ms"], 3),
-        errors=result["errors"],
+        errors=result["errors_worst"],
         resets=result["resets"],
         max_children_seen=result["max_children_seen"],
+        spread=result["spread"],
+        rounds=result["rounds"],
+        row=f"{ROWS[group]}, {clients} client{'s' if clients > 1 else ''}",
+        role=role,
+        baseline=role == "bare",
+        perl_row=role == "perl",
         **extra,
     )
 
 
-def versus(
+def ratio(
     group: str,
-    clients: int,
+    label: str,
+    ours: list[dict[str, Any]],
+    base: list[dict[str, Any]],
+    op: str | None = None,
+    target: float = 0.0,
+    **extra: Any,
+) -> float:
+    """The ratio of the best rates, with the range of the per-round ratios;
+    a check when ``op`` is given, else a plain figure."""
+    top = max(r["rate"] for r in base)
+    # A baseline that served nothing (Perl's eg/preforking at 4 clients) gives no ratio.
+    value = max(r["rate"] for r in ours) / top if top else float("nan")
+    per_round = [o["rate"] / b["rate"] for o, b in zip(ours, base, strict=True) if b["rate"]]
+    spread = [round(min(per_round), 3), round(max(per_round), 3)] if per_round else []
+    if op is None:
+        emit(label, value, "x", group=group, ratio_range=spread, **extra)
+    else:
+        check(label, value, op, target, group=group, ratio_range=spread, **extra)
+    return value
+
+
+def compare(
+    group: str,
     seconds: float,
     repeats: int,
-    bare: tuple[str, tuple[str, ...], int, str],
-    ours: tuple[str, tuple[str, ...], int],
-    target: float,
-) -> dict[str, Any]:
-    """One client count of a pool benchmark: the bare baseline (record name,
-    argv, children to wait for, label), then ours (label, argv, children to
-    wait for), and the ratio check; returns our load result."""
-    bare_name, bare_argv, bare_warm, bare_label = bare
-    ours_label, ours_argv, ours_warm = ours
-    base = best_load(bare_argv, clients, seconds, repeats, warm=bare_warm)
-    record(bare_name, clients, base, group, baseline=True)
-    result = best_load(ours_argv, clients, seconds, repeats, warm=ours_warm)
-    record(group, clients, result, group, perl=PERL[group][clients])
-    check(
-        f"{ours_label}, {clients} clients / {bare_label}",
-        result["rate"] / base["rate"],
-        ">=",
-        target,
-        group=group,
+    ours: Contender,
+    bare: Contender,
+    perl_side: Contender | None,
+    bare_target: float,
+    perl_targets: dict[int, float] | None = None,
+) -> dict[int, dict[str, list[dict[str, Any]]]]:
+    """One pool benchmark at 1, 4 and 8 clients: bare, kernelish and Perl interleaved."""
+    everything = {}
+    for clients in CLIENTS:
+        contenders = [bare, ours] + ([perl_side] if perl_side else [])
+        res = rounds(contenders, clients, seconds, repeats)
+        everything[clients] = res
+        record(group, bare.label, clients, best(res[bare.key]), "bare")
+        if perl_side:
+            record(group, perl_side.label, clients, best(res[perl_side.key]), "perl")
+        ours_best = best(res[ours.key])
+        perl_rate = max(r["rate"] for r in res[perl_side.key]) if perl_side else None
+        record(group, ours.label, clients, ours_best, "kernelish", perl=perl_rate)
+        ratio(
+            group,
+            f"{group}: kernelish / {bare.label}, {clients} clients",
+            res[ours.key],
+            res[bare.key],
+            ">=",
+            bare_target,
+            clients=clients,
+        )
+        if perl_side:
+            target = (perl_targets or {}).get(clients)
+            ratio(
+                group,
+                f"{group}: kernelish / Perl, {clients} clients",
+                res[ours.key],
+                res[perl_side.key],
+                ">=" if target is not None else None,
+                target or 0.0,
+                clients=clients,
+                versus_perl=True,
+            )
+    return everything
+
+
+BARE_PREFORK = python(
+    "bare", "bare pre-forking (8 processes)", BARE, "prefork", str(POOL), warm=POOL
+)
+BARE_FORK = python("bare", "bare fork-per-connection", BARE, "fork")
+
+
+def bench_prefork_r1000(seconds: float, repeats: int, with_perl: bool) -> None:
+    ours = python("ours", "kernelish pre-forking r1000", *kernelish_prefork(1000), warm=2)
+    theirs = perl("perl", "preforking-r1000", warm=1) if with_perl else None
+    compare("prefork_r1000", seconds, repeats, ours, BARE_PREFORK, theirs, 0.7)
+
+
+def bench_prefork_r1(seconds: float, repeats: int, with_perl: bool) -> None:
+    ours = python("ours", "kernelish pre-forking r1", *kernelish_prefork(1), warm=2)
+    theirs = perl("perl", "preforking", warm=1) if with_perl else None
+    compare("prefork_r1", seconds, repeats, ours, BARE_FORK, theirs, 0.5)
+
+
+def bench_postfork(seconds: float, repeats: int, with_perl: bool) -> None:
+    ours = python(
+        "ours",
+        f"kernelish post-forking max_children={MAX_CHILDREN}",
+        KERNELISH,
+        "fork",
+        "--max-children",
+        str(MAX_CHILDREN),
     )
-    return result
+    theirs = perl("perl", "forking-resume") if with_perl else None
+    res = compare(
+        "postfork", seconds, repeats, ours, BARE_FORK, theirs, 0.5, {1: 1.2, 4: 2.0, 8: 2.0}
+    )
+    for clients in (4, 8):
+        check(
+            f"postfork: kernelish errors, {clients} clients (worst round)",
+            max(r["errors"] for r in res[clients]["ours"]),
+            "<=",
+            0,
+            unit="errors",
+            group="postfork",
+        )
+    check(
+        "postfork: most live kernelish children seen",
+        max(r["max_children_seen"] for per in res.values() for r in per["ours"]),
+        "<=",
+        MAX_CHILDREN,
+        unit="children",
+        group="postfork",
+    )
 
 
-BARE_PREFORK = ("bare_prefork", (BARE, "prefork", str(POOL)), POOL, "bare prefork")
-BARE_FORK = ("bare_fork", (BARE, "fork"), 0, "bare fork-per-connection")
+# -- first reply ----------------------------------------------------------------
 
 
-def bench_prefork_r1000(seconds: float, repeats: int) -> None:
-    ours = ("prefork requests=1000", kernelish_prefork(1000), POOL)
-    for clients in CLIENTS:
-        versus("prefork_r1000", clients, seconds, repeats, BARE_PREFORK, ours, 0.7)
-
-
-def bench_prefork_r1(seconds: float, repeats: int) -> None:
-    ours = ("prefork requests=1", kernelish_prefork(1), POOL)
-    for clients in CLIENTS:
-        versus("prefork_r1", clients, seconds, repeats, BARE_FORK, ours, 0.5)
-
-
-def bench_postfork(seconds: float, repeats: int) -> None:
-    ours_spec = ("postfork max_children=8", (KERNELISH, "fork", "--max-children", "8"), 0)
-    for clients in CLIENTS:
-        ours = versus("postfork", clients, seconds, repeats, BARE_FORK, ours_spec, 0.7)
-        if clients == 8:
-            check(
-                "postfork, 8 clients: most live children seen",
-                ours["max_children_seen"],
-                "<=",
-                8,
-                unit="children",
-                group="postfork",
-            )
-            check(
-                "postfork, 8 clients: reset connections",
-                ours["resets"],
-                "<=",
-                0,
-                unit="resets",
-                group="postfork",
-            )
-
-
-def first_reply(argv: tuple[str, ...], samples: int, warm: int = 0) -> float:
-    """Median seconds to the first reply on a fresh connection."""
-    with Server(*argv) as server:
-        if warm:
-            server.wait_children(warm)
+def bench_latency(samples: int, with_perl: bool) -> None:
+    """Every server up at once, idle; the samples go to each in turn."""
+    contenders = [
+        python("bare_fork", "bare fork-per-connection", BARE, "fork"),
+        python("bare_pre", "bare pre-forked child", BARE, "prefork", "2", warm=2),
+        python(
+            "post",
+            "kernelish post-forked child",
+            KERNELISH,
+            "fork",
+            "--max-children",
+            str(MAX_CHILDREN),
+        ),
+        python("pre", "kernelish idle pre-forked child", *kernelish_prefork(1000), warm=2),
+    ]
+    if with_perl:
+        contenders += [
+            perl("perl_post", "forking-resume"),
+            perl("perl_pre", "preforking-r1000", warm=1),
+        ]
+    servers: dict[str, AnyServer] = {}
+    try:
+        for c in contenders:
+            servers[c.key] = c.start()
+            if c.warm:
+                servers[c.key].wait_children(c.warm)
         time.sleep(0.5)
-        first_reply_latency(server.port, 5)  # warm-up
-        return statistics.median(first_reply_latency(server.port, samples, pause=0.02))
+        for server in servers.values():
+            first_reply_latency(server.port, 5)  # warm-up
+        times: dict[str, list[float]] = {key: [] for key in servers}
+        for _ in range(samples):
+            for key, server in servers.items():
+                times[key].append(one_request(server.port))
+                time.sleep(0.02)  # the post-forked child is reaped, the pre-forked one waits again
+    finally:
+        for server in servers.values():
+            server.stop()
+    p50 = {key: statistics.median(t) * 1e3 for key, t in times.items()}
+    for c in contenders:
+        t = sorted(times[c.key])
+        q1, q3 = t[len(t) // 4] * 1e3, t[3 * len(t) // 4] * 1e3
+        emit(
+            f"first reply p50, {c.label}",
+            p50[c.key],
+            "ms",
+            group="latency",
+            iqr_ms=[round(q1, 3), round(q3, 3)],
+            baseline=c.key.startswith("bare"),
+            perl_row=c.key.startswith("perl"),
+            perl={"post": p50.get("perl_post"), "pre": p50.get("perl_pre")}.get(c.key),
+            row=LATENCY_ROWS[c.key][0],
+            role=LATENCY_ROWS[c.key][1],
+        )
+    if with_perl:
+        check(
+            "first reply p50: kernelish post-forked / Perl's",
+            p50["post"] / p50["perl_post"],
+            "<=",
+            1.0,
+            group="latency",
+        )
+    check(
+        "first reply p50: post-forked - idle pre-forked child",
+        p50["post"] - p50["pre"],
+        "<=",
+        1.5,
+        unit="ms",
+        group="latency",
+    )
+    for label, code in (
+        ("bare python", "pass"),
+        ("with the server's imports", SERVER_IMPORTS),
+    ):
+        emit(f"fork()+exit, {label}", fork_cost(code) * 1000, "ms", group="latency", baseline=True)
 
 
-LAT: dict[str, Any] = {"group": "latency", "baseline": True}
-MEM: dict[str, Any] = {"group": "memory", "baseline": True}
-SERVER_IMPORTS = "import kernelish.components.daemon, kernelish.wheels, kernelish.filters, psutil"
+LATENCY_ROWS = {
+    "bare_fork": ("first reply, fresh post-forked connection (p50)", "bare"),
+    "post": ("first reply, fresh post-forked connection (p50)", "kernelish"),
+    "perl_post": ("first reply, fresh post-forked connection (p50)", "perl"),
+    "bare_pre": ("first reply, idle pre-forked child (p50)", "bare"),
+    "pre": ("first reply, idle pre-forked child (p50)", "kernelish"),
+    "perl_pre": ("first reply, idle pre-forked child (p50)", "perl"),
+}
+SERVER_IMPORTS = "import kernelish.components.daemon, kernelish.wheels, kernelish.filters"
 FORK_COST = """
 import os, time
 {code}
@@ -314,89 +401,133 @@ def fork_cost(code: str) -> float:
         text=True,
         check=True,
         timeout=60,
-        env={**os.environ, "PYTHONPATH": str(HERE.parent)},
+        env={**os.environ, "PYTHONPATH": os.environ.get("KERNELISH_ROOT", str(ROOT))},
     )
     return float(out.stdout.strip())
 
 
-def bench_latency(samples: int) -> None:
-    bare_fork = first_reply((BARE, "fork"), samples)
-    emit("first reply, bare fork-per-connection", bare_fork * 1000, "ms", **LAT)
-    bare_pre = first_reply((BARE, "prefork", "2"), samples, warm=2)
-    emit("first reply, bare pre-forked child", bare_pre * 1000, "ms", **LAT)
-    post = first_reply((KERNELISH, "fork", "--max-children", "8"), samples)
-    emit("first reply, post-forked child", post * 1000, "ms", group="latency", perl=3.5)
-    pre = first_reply(kernelish_prefork(1000, start=2), samples, warm=2)
-    emit("first reply, idle pre-forked child", pre * 1000, "ms", group="latency")
-    for label, code in (
-        ("bare python", "pass"),
-        ("with the server's imports", SERVER_IMPORTS),
-    ):
-        emit(f"fork()+exit, {label}", fork_cost(code) * 1000, "ms", **LAT)
-    check(
-        "fork latency: post-fork first reply - pre-forked child's",
-        (post - pre) * 1000,
-        "<=",
-        1.5,
-        unit="ms",
-        group="latency",
-    )
+# -- memory ---------------------------------------------------------------------
+
+MEMORY_POOL = 3  # the Perl eg's pool at rest: start 1 + 2 spare
 
 
-def idle_memory(argv: tuple[str, ...], n: int, settle: float) -> tuple[float, float]:
-    """Median (USS, PSS) in MB of the ``n`` idle children of a pre-forking server."""
-    with Server(*argv) as server:
-        server.wait_children(n)
+def idle_memory(contender: Contender, settle: float) -> dict[str, float]:
+    """Median USS and PSS (MB) of the idle children, and the master's RSS."""
+    with contender.start() as server:
+        server.wait_children(2)
         time.sleep(settle)
+        try:  # Perl's pool reaches its third child when its babysitter next looks
+            server.wait_children(MEMORY_POOL, timeout=5.0)
+        except SystemExit:
+            pass  # measured as it is; the count is reported
         uss, pss = [], []
         for pid in server.children():
             info = psutil.Process(pid).memory_full_info()
             uss.append(info.uss / 2**20)
             pss.append(info.pss / 2**20)
-        parent = psutil.Process(server.pid).memory_full_info()
-        emit(f"{Path(argv[0]).stem} parent RSS", parent.rss / 2**20, "MB", group="memory")
-    return statistics.median(uss), statistics.median(pss)
+        master = psutil.Process(server.pid).memory_info().rss / 2**20
+        children = len(server.children())
+    return {
+        "uss": statistics.median(uss),
+        "pss": statistics.median(pss),
+        "rss": master,
+        "children": children,
+    }
 
 
-def bench_memory(settle: float) -> None:
-    bare_uss, bare_pss = idle_memory((BARE, "prefork", "4"), 4, settle)
-    emit("idle bare pre-forked child USS", bare_uss, "MB", **MEM)
-    emit("idle bare pre-forked child PSS", bare_pss, "MB", **MEM)
-    uss, pss = idle_memory(kernelish_prefork(1000, start=4), 4, settle)
-    emit("idle pre-forked child USS", uss, "MB", group="memory", perl=1.3)
-    emit("idle pre-forked child PSS", pss, "MB", group="memory", perl=4.3)
-    check("idle pre-forked child USS", uss, "<=", 1.3, unit="MB", group="memory")
+def bench_memory(settle: float, repeats: int, with_perl: bool) -> None:
+    contenders = [
+        python("bare", "bare", BARE, "prefork", str(MEMORY_POOL)),
+        python("ours", "kernelish", *kernelish_prefork(1000, start=MEMORY_POOL)),
+    ]
+    if with_perl:
+        contenders.append(perl("perl", "preforking-r1000"))
+    got: dict[str, list[dict[str, float]]] = {c.key: [] for c in contenders}
+    for _ in range(max(1, repeats)):
+        for c in contenders:
+            got[c.key].append(idle_memory(c, settle))
+    med = {
+        key: {f: statistics.median(r[f] for r in runs) for f in ("uss", "pss", "rss", "children")}
+        for key, runs in got.items()
+    }
+    for c in contenders:
+        m, runs = med[c.key], got[c.key]
+        role = {"bare": "bare", "perl": "perl"}.get(c.key, "kernelish")
+        note = {"children": m["children"], "baseline": role == "bare", "perl_row": role == "perl"}
+        for field, what in (
+            ("uss", "idle child USS"),
+            ("pss", "idle child PSS"),
+            ("rss", "master RSS"),
+        ):
+            values = [r[field] for r in runs]
+            emit(
+                f"{what}, {c.label}",
+                m[field],
+                "MB",
+                group="memory",
+                range_mb=[round(min(values), 2), round(max(values), 2)],
+                perl=med["perl"][field] if with_perl and c.key == "ours" else None,
+                row=f"{what} (pool of {MEMORY_POOL})" if field != "rss" else "master RSS, idle",
+                role=role,
+                **note,
+            )
+    if with_perl:
+        check(
+            "idle child USS: kernelish / Perl",
+            med["ours"]["uss"] / med["perl"]["uss"],
+            "<=",
+            1.0,
+            group="memory",
+        )
+        check(
+            "idle child PSS: kernelish / Perl",
+            med["ours"]["pss"] / med["perl"]["pss"],
+            "<=",
+            1.0,
+            group="memory",
+        )
+    else:
+        check(
+            "idle child USS (the issue's Perl figure)",
+            med["ours"]["uss"],
+            "<=",
+            1.3,
+            unit="MB",
+            group="memory",
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="per load run")
-    parser.add_argument("--repeats", type=int, default=2, help="best of")
-    parser.add_argument("--samples", type=int, default=200, help="first-reply samples")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--samples", type=int, default=200, help="first-reply samples per server")
     parser.add_argument("--settle", type=float, default=1.5, help="idle seconds before memory")
-    parser.add_argument(
-        "--only",
-        action="append",
-        choices=("prefork_r1000", "prefork_r1", "postfork", "latency", "memory"),
-    )
+    parser.add_argument("--no-perl", action="store_true", help="skip the Perl original")
+    names = ("prefork_r1000", "prefork_r1", "postfork", "latency", "memory")
+    parser.add_argument("--only", action="append", choices=names)
     opts = parser.parse_args()
-    only = set(opts.only or ("prefork_r1000", "prefork_r1", "postfork", "latency", "memory"))
+    only = set(opts.only or names)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    why = "--no-perl given" if opts.no_perl else perl_unavailable()
+    with_perl = why is None
+    if why:
+        emit(f"Perl original skipped: {why}", float("nan"), "", group="note", note=why)
     if "prefork_r1000" in only:
-        bench_prefork_r1000(opts.seconds, opts.repeats)
+        bench_prefork_r1000(opts.seconds, opts.repeats, with_perl)
         table("pre-forking, requests=1000 (connections/s)")
     if "prefork_r1" in only:
-        bench_prefork_r1(opts.seconds, opts.repeats)
+        bench_prefork_r1(opts.seconds, opts.repeats, with_perl)
         table("pre-forking, requests=1 (connections/s)")
     if "postfork" in only:
-        bench_postfork(opts.seconds, opts.repeats)
-        table("post-forking, max_children=8 (connections/s)")
+        bench_postfork(opts.seconds, opts.repeats, with_perl)
+        table(f"post-forking, max_children={MAX_CHILDREN} (connections/s)")
     if "latency" in only:
-        bench_latency(opts.samples)
-        table("time to first reply on a fresh connection (median)")
+        bench_latency(opts.samples, with_perl)
+        table("time to the first reply on a fresh connection (p50)")
     if "memory" in only:
-        bench_memory(opts.settle)
-        table("idle pre-forked child memory (median of the pool)")
+        bench_memory(opts.settle, opts.repeats, with_perl)
+        table(f"idle pre-forked children (pool of {MEMORY_POOL}) and the master")
 
 
 if __name__ == "__main__":

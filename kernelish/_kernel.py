@@ -88,7 +88,7 @@ class Kernel(Node):
         super().__init__()
         self._pid = os.getpid()
         self._id_seq = 0
-        self._id = self._make_id()
+        self._id: str | None = self._make_id()
         #: Python's face of Perl's ``$!``: the errno of the last failed call.
         self.last_error = 0
         self._last_poll = 0.0
@@ -125,7 +125,7 @@ class Kernel(Node):
         weakref.finalize(self, _close_collaborators, self._io, self._signals)
 
     def __repr__(self) -> str:
-        return f"<Kernel {self._id}>"
+        return f"<Kernel {self.ID}>"
 
     # -- identity -------------------------------------------------------------
 
@@ -135,8 +135,12 @@ class Kernel(Node):
 
     @property
     def ID(self) -> str:
-        """The kernel's ID: a string unique to this process (``$poe_kernel->ID``)."""
-        return self._id
+        """The kernel's ID: a string unique to this process (``$poe_kernel->ID``).
+        A forked child makes its own when first asked (see _after_fork_child)."""
+        kernel_id = self._id
+        if kernel_id is None:
+            kernel_id = self._id = self._make_id()
+        return kernel_id
 
     @staticmethod
     def strerror(code: int) -> str:
@@ -826,9 +830,13 @@ class Kernel(Node):
         self._reaper.have_children = True
 
     def _after_fork_child(self) -> None:
-        """The child's fresh start: ID, wakeup pipe, selector, no children."""
+        """The child's fresh start: ID, wakeup pipe, selector, no children.
+
+        The new ID is made when first asked (``ID``): most children never ask,
+        and the formatting costs a child some 20 page faults.  Until then no
+        string names the child's kernel -- the parent's ID no longer does."""
         self._pid = os.getpid()
-        self._id = self._make_id()
+        self._id = None
         wakeup_fd = self._signals.renew_wakeup()
         self._io.renew_selector(wakeup_fd)
         self._reaper.forget()

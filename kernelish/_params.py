@@ -2,23 +2,45 @@
 
 POE constructors take a flat list of CamelCase named parameters (``BlockSize => 4096``) and
 croak on unknown or malformed ones.  kernelish keeps the CamelCase names (so POE documentation
-reads straight across) and also accepts the snake_case spelling Python code expects.  Each
-component declares its parameters as a :class:`Params` model and calls :func:`parse_params`.
+reads straight across) and also accepts the snake_case spelling Python code expects.
+
+Discussion
+----------
+pydantic is the validator: each component declares its parameters as a pydantic model
+(:class:`kernelish._params_model.Params`), and every error message comes from it.  But
+pydantic costs a forking server dearly if it is paid for at import: ``import pydantic`` and
+the core schemas of a dozen models made the master some 8 MB of anonymous memory and 100
+mappings heavier -- memory every ``fork()`` copies the page tables of and every child
+touches -- for parameters that are, nearly always, a socket, a filter and a few event names.
+So the models live in modules of their own, imported the first time a component gets
+parameters its *common shape* does not cover, and each component describes that shape in a
+:class:`LazyParams`: per field a plain check (``str``, a positive ``int``, a socket...) that
+accepts only values the model would accept unchanged, and the defaults.  What passes is
+returned at once, as a namespace that reads like the model (attributes, ``model_fields_set``);
+anything else -- another type, a value out of range, a parameter outside the shape, the same
+parameter in both spellings -- goes to pydantic, which accepts it or words the error.  The
+tests check every shape against its model (the same values, the same fields set), so the two
+cannot drift apart.
 """
 
 from __future__ import annotations
 
-import functools
-import types
-import typing
-from collections.abc import Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import pydantic
-from pydantic import ConfigDict
-from pydantic.alias_generators import to_pascal
+if TYPE_CHECKING:
+    from ._params_model import Params
 
-__all__ = ["ParameterError", "Params", "parse_params"]
+__all__ = [
+    "CommonParams",
+    "LazyParams",
+    "ParameterError",
+    "camel",
+    "exact",
+    "instance_of",
+    "parse_params",
+    "positive_int",
+]
 
 
 class ParameterError(TypeError):
@@ -36,152 +58,175 @@ class ParameterError(TypeError):
         self.params = params
 
 
-class Params(pydantic.BaseModel):
-    """Base model for a component's named parameters (POE's ``new(Name => value, ...)``).
-
-    Fields are declared in snake_case; the CamelCase alias POE uses is generated, and both
-    spellings are accepted.  Unknown names are refused, as POE::Driver::SysRW and most POE
-    constructors do.
-    """
-
-    model_config = ConfigDict(
-        extra="forbid",
-        populate_by_name=True,
-        arbitrary_types_allowed=True,
-        alias_generator=to_pascal,
-    )
-
-
-P = TypeVar("P", bound=Params)
-
-
-def _alias(model: type[Params], name: str) -> str:
-    field = model.model_fields[name]
-    return field.alias or to_pascal(name)
-
-
-@functools.cache
-def _known_names(model: type[Params]) -> dict[str, str]:
-    """Every accepted spelling (snake_case and CamelCase) -> its CamelCase
-    name; computed once per model, since a wheel is built per connection."""
-    known: dict[str, str] = {}
-    for name in model.model_fields:
-        alias = _alias(model, name)
-        known[name] = alias
-        known[alias] = alias
-    return known
-
-
-def _describe_type(annotation: Any) -> str:
-    """Render an annotation the way a user would write it (``int``, ``str | bytes | None``)."""
-    if annotation is None or annotation is type(None):
-        return "None"
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _describe_type(typing.get_args(annotation)[0])
-    if origin is typing.Union or origin is types.UnionType:
-        return " | ".join(_describe_type(arg) for arg in typing.get_args(annotation))
-    if isinstance(annotation, type):
-        return annotation.__qualname__
-    return repr(annotation)
-
-
-# pydantic reports one error per union member; these types all mean "wrong type".
-_TYPE_ERROR_SUFFIXES = ("_type", "_parsing", "is_instance_of", "union_tag_invalid")
-
-
-def _describe_errors(model: type[Params], errors: list[Any]) -> tuple[list[str], list[str]]:
-    """Turn pydantic error dicts into one phrase per offending field (in POE's CamelCase)."""
-    by_alias: dict[str, str] = {}
-    field_of: dict[str, str] = {}
-    for name in model.model_fields:
-        alias = _alias(model, name)
-        by_alias[name] = alias
-        by_alias[alias] = alias
-        field_of[alias] = name
-
-    phrases: list[str] = []
-    names: list[str] = []
-    seen: set[str] = set()
-    for err in errors:
-        loc = err.get("loc", ())
-        field = by_alias.get(str(loc[0]), str(loc[0])) if loc else ""
-        kind = str(err.get("type", ""))
-        if kind == "missing":
-            phrase = f"missing required parameter {field!r}"
-        elif kind == "extra_forbidden":
-            phrase = f"unknown parameter {field!r}"
-        elif kind in ("value_error", "assertion_error") and "ctx" in err:
-            # Raised by a model's own validator: its text is already user-facing.
-            message = str(err["ctx"].get("error", err["msg"]))
-            phrase = f"{field} {message}" if field else message
-        elif kind.endswith(_TYPE_ERROR_SUFFIXES) and field:
-            info = model.model_fields.get(field_of.get(field, ""))
-            expected = _describe_type(info.annotation) if info is not None else "another type"
-            phrase = f"{field} must be {expected} (got {err.get('input')!r})"
-        else:
-            msg = str(err.get("msg", "is invalid"))
-            msg = (
-                "must be " + msg[len("Input should be ") :]
-                if msg.startswith("Input should be ")
-                else msg
-            )
-            phrase = f"{field} {msg} (got {err.get('input')!r})" if field else msg
-        # A union produces one error per member; report the field once.
-        key = field if kind.endswith(_TYPE_ERROR_SUFFIXES) else phrase
-        if key in seen:
-            continue
-        seen.add(key)
-        phrases.append(phrase)
-        if field and field not in names:
-            names.append(field)
-    return phrases, names
-
-
-_defaults: dict[type[Params], Params] = {}
+P = TypeVar("P", bound="Params")
 
 
 def parse_params(model: type[P], owner: str, kwargs: Mapping[str, Any]) -> P:
-    """Validate named parameters for ``owner`` against ``model``.
+    """Validate named parameters for ``owner`` against the pydantic ``model``.
 
     Port of the parameter checking in POE constructors (e.g. POE::Driver::SysRW::new).  Accepts
     each parameter by its CamelCase POE name or its snake_case field name, but not both at once.
     Raises :class:`ParameterError` with a one-line message naming the CamelCase parameter, e.g.
     ``"SysRW: BlockSize must be greater than 0 (got 0)"``.
     """
-    if not kwargs and model in _defaults:
-        return _defaults[model]  # type: ignore[return-value]
-    known = _known_names(model)
-    unknown = [key for key in kwargs if key not in known]
-    if unknown:
-        shown = ", ".join(repr(key) for key in unknown)
-        plural = "s" if len(unknown) > 1 else ""
-        raise ParameterError(
-            f"{owner}: unknown parameter{plural} {shown}", owner=owner, params=tuple(unknown)
+    from ._params_model import validate
+
+    return validate(model, owner, kwargs)
+
+
+#: A field's check in a common shape: True when the value is one the model
+#: accepts as it is.
+Check = Callable[[Any], bool]
+
+
+def camel(field: str) -> str:
+    """POE's CamelCase name of a snake_case field (pydantic's ``to_pascal``)."""
+    return "".join(part[:1].upper() + part[1:] for part in field.split("_"))
+
+
+class _Exact(frozenset[type]):
+    """The check :func:`exact` makes: a set of classes, which
+    :meth:`LazyParams.common` tests inline (no call per parameter)."""
+
+    def __call__(self, value: Any) -> bool:
+        return value.__class__ in self
+
+
+def exact(*types: type | None) -> Check:
+    """A value of exactly one of ``types`` (``None`` for None): no subclass,
+    so that the model, whose lax mode converts some, returns it unchanged."""
+    return _Exact(type(None) if t is None else t for t in types)
+
+
+def instance_of(*types: type, none: bool = False) -> Check:
+    """An instance of one of ``types`` (a socket, a Filter), or None when ``none``."""
+    return lambda value: isinstance(value, types) or (none and value is None)
+
+
+def positive_int(value: Any) -> bool:
+    """An ``int`` (not a bool) above zero: ``Field(gt=0)``, strict or not."""
+    return value.__class__ is int and value > 0
+
+
+class CommonParams:
+    """Parameters that passed a common shape: they read like the model they
+    stand for -- every field an attribute (the defaults are the class's, the
+    given values the instance's), and ``model_fields_set``."""
+
+    #: The fields given (pydantic's name); none for the defaults.
+    model_fields_set: frozenset[str] = frozenset()
+
+    def __repr__(self) -> str:
+        given = vars(self).items()
+        fields = ", ".join(f"{k}={v!r}" for k, v in given if k != "model_fields_set")
+        return f"{type(self).__name__}({fields})"
+
+
+class LazyParams:
+    """A component's parameters: the common shape checked in plain Python,
+    the rest by its pydantic model, imported on first use (see the module
+    discussion).
+
+    ``model`` names the model as ``"package.module:Class"``.  ``defaults``
+    are the model's defaults of every field (``required`` fields have none);
+    ``checks`` hold the fields of the common shape, ``consistent`` an optional
+    cross-field rule, given the parameters (False: let pydantic decide).
+    """
+
+    __slots__ = (
+        "_checks",
+        "_consistent",
+        "_defaults",
+        "_empty",
+        "_made",
+        "_model",
+        "_names",
+        "_required",
+        "owner",
+    )
+
+    #: Every LazyParams made, for the tests that hold each shape to its model.
+    made: list[LazyParams] = []
+
+    def __init__(
+        self,
+        owner: str,
+        model: str,
+        defaults: Mapping[str, Any] | None = None,
+        checks: Mapping[str, Check] | None = None,
+        *,
+        required: tuple[str, ...] = (),
+        consistent: Callable[[Any], bool] | None = None,
+    ) -> None:
+        self.owner = owner
+        self._model = model
+        self._defaults = dict(defaults or {})
+        self._checks = dict(checks or {})
+        self._consistent = consistent
+        self._required = required
+        #: Each accepted spelling -> (field, check).
+        self._names = {
+            spelling: (field, check)
+            for field, check in self._checks.items()
+            for spelling in (field, camel(field))
+        }
+        # ``Line()`` and ReadWrite's own ``SysRW()`` are built per connection:
+        # their defaults are one shared namespace (nothing assigns to parameters).
+        #: The class of this component's CommonParams: the defaults as class
+        #: attributes, so that each call stores only what it was given.
+        self._made: type[CommonParams] = type(
+            f"{owner}CommonParams", (CommonParams,), {"__module__": __name__, **self._defaults}
         )
+        # ``Line()`` and ReadWrite's own ``SysRW()`` are built per connection:
+        # their defaults are one shared object (nothing assigns to parameters).
+        # Without defaults there is no common shape: pydantic sees every call.
+        self._empty = None if required or defaults is None else self._made()
+        LazyParams.made.append(self)
 
-    # pydantic would silently keep one of the two spellings; POE has only one, so refuse.
-    given: dict[str, str] = {}
-    for key in kwargs:
-        alias = known[key]
-        if alias in given:
-            raise ParameterError(
-                f"{owner}: parameter {alias!r} given twice (as {given[alias]!r} and {key!r})",
-                owner=owner,
-                params=(alias,),
-            )
-        given[alias] = key
+    @property
+    def model(self) -> type[Params]:
+        """The pydantic model, imported now if it was not yet."""
+        module, _, name = self._model.partition(":")
+        found: type[Params] = getattr(__import__(module, fromlist=[name]), name)
+        return found
 
-    try:
-        params = model.model_validate(dict(kwargs))
-    except pydantic.ValidationError as exc:
-        phrases, names = _describe_errors(model, list(exc.errors()))
-        raise ParameterError(
-            f"{owner}: " + "; ".join(phrases), owner=owner, params=tuple(names)
-        ) from None
-    if not kwargs:
-        # The defaults, validated once per model: ``Line()`` and ReadWrite's own
-        # ``SysRW()`` are built for every connection.  Safe to share, since
-        # nothing assigns to a parameter model after validation.
-        _defaults[model] = params
-    return params
+    def fields(self) -> tuple[str, ...]:
+        """The fields of the common shape."""
+        return tuple(self._checks)
+
+    def common(self, params: Mapping[str, Any]) -> Any:
+        """The parameters as a CommonParams when they have the common shape, else None."""
+        if not params:
+            return self._empty
+        given: dict[str, Any] = {}
+        names = self._names
+        for key, value in params.items():
+            entry = names.get(key)
+            if entry is None:
+                return None
+            field, check = entry
+            if field in given:
+                return None
+            if check.__class__ is _Exact:
+                if value.__class__ not in check:
+                    return None
+            elif not check(value):
+                return None
+            given[field] = value
+        for field in self._required:
+            if field not in given:
+                return None
+        found = self._made()
+        found.__dict__.update(given)
+        if self._consistent is not None and not self._consistent(found):
+            return None
+        found.model_fields_set = frozenset(given)
+        return found
+
+    def parse(self, params: Mapping[str, Any], owner: str | None = None) -> Any:
+        """The parameters, from the common shape or else from pydantic (which
+        raises :class:`ParameterError` for bad ones, naming ``owner``)."""
+        found = self.common(params)
+        if found is not None:
+            return found
+        return parse_params(self.model, owner or self.owner, params)

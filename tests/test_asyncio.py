@@ -200,3 +200,30 @@ def test_a_child_forked_under_run_async_gets_its_own_loop() -> None:
     assert report["fresh_selector"] is True, "but with its own epoll set"
     assert report["kernel_id"] != poe_kernel.ID
     assert session.heap["status"] == 0
+
+
+def test_coroutine_functions_are_told_apart_as_inspect_does() -> None:
+    """The kernel tells ``async def`` states without importing inspect."""
+    import functools
+    import inspect
+
+    from kernelish._handlers import _is_coroutine_function
+
+    async def coro(_: object) -> None:
+        pass
+
+    def plain(_: object) -> None:
+        pass
+
+    class Owner:
+        async def coro(self) -> None:
+            pass
+
+        def plain(self) -> None:
+            pass
+
+    cases = [coro, plain, Owner().coro, Owner().plain, Owner.coro, len, lambda: 1]
+    cases += [functools.partial(coro, 1), functools.partial(functools.partial(plain, 1))]
+    for case in cases:
+        assert _is_coroutine_function(case) == inspect.iscoroutinefunction(case), case
+    assert sum(map(_is_coroutine_function, cases)) == 4

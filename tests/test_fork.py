@@ -451,6 +451,53 @@ def test_has_forked_is_harmless(procs: ProcessReaper) -> None:
     }
 
 
+def test_a_child_names_its_kernel_by_its_own_id_only(procs: ProcessReaper) -> None:
+    """The child's ID is made when first asked (the at-fork hook does not
+    format it); the parent's ID never names the child's kernel."""
+    rr, rw = os.pipe()
+    seen: dict[str, Any] = {}
+
+    def start(_: Any) -> None:
+        k = _.kernel
+        parent_id = k.ID
+        pid = os.fork()
+        if pid == 0:
+            try:
+                out = {
+                    "parent's before": k.ID_id_to_session(parent_id) is None,
+                    "mine": parent_id != k.ID and k.ID_id_to_session(k.ID) is k,
+                    "parent's after": k.ID_id_to_session(parent_id) is None,
+                    "repr": repr(k) == f"<Kernel {k.ID}>",
+                    "pid": f"-{os.getpid():08x}-" in k.ID,
+                }
+                os.write(rw, json.dumps(out).encode())
+            finally:
+                os._exit(0)
+        procs.add(pid)
+        seen["child"] = json.loads(os.read(rr, 1000))
+        seen["status"] = os.waitpid(pid, 0)[1]
+        seen["parent"] = parent_id == k.ID and k.ID_id_to_session(parent_id) is k
+
+    try:
+        with run_guard():
+            Session.create(inline_states={"_start": start})
+            poe_kernel.run()
+    finally:
+        os.close(rr)
+        os.close(rw)
+    assert seen == {
+        "child": {
+            "parent's before": True,
+            "mine": True,
+            "parent's after": True,
+            "repr": True,
+            "pid": True,
+        },
+        "status": 0,
+        "parent": True,
+    }
+
+
 def test_a_child_can_start_afresh_with_stop(procs: ProcessReaper) -> None:
     """POE's advice for a fresh kernel in a child: stop() clears what was
     inherited; new sessions then run, and run() returns in the child.  The

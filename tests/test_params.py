@@ -7,7 +7,8 @@ from typing import Any, Self
 import pytest
 from pydantic import Field, model_validator
 
-from kernelish._params import ParameterError, Params, parse_params
+from kernelish._params import ParameterError, parse_params
+from kernelish._params_model import Params
 
 
 class DemoParams(Params):

@@ -354,8 +354,9 @@ def test_the_common_parameters_skip_pydantic_with_the_same_values(
     """The shape of nearly every wheel (a socket, a filter, event names) is
     checked without pydantic; the values are those pydantic would give, and
     everything else still goes through it (and its errors)."""
-    from kernelish.wheels._readwrite import ReadWriteParams, _common_params
+    from kernelish.wheels._readwrite import _PARAMS
 
+    ReadWriteParams, _common_params = _PARAMS.model, _PARAMS.common
     mine, _peer = pair
     line = Line()
     common = [
@@ -371,6 +372,7 @@ def test_the_common_parameters_skip_pydantic_with_the_same_values(
         assert fast is not None, params
         slow = ReadWriteParams.model_validate(params)
         assert {f: getattr(fast, f) for f in fields} == {f: getattr(slow, f) for f in fields}
+        assert fast.model_fields_set == slow.model_fields_set
     others = [
         {"Handle": mine.fileno()},  # an fd: pydantic's
         {"Handle": mine, "InputEvent": 5},
@@ -485,3 +487,58 @@ def test_backpressure_holds_input_at_high_mark_and_is_idle_only_when_done() -> N
     del s.heap["wheel"]
     mine.close()
     peer.close()
+
+
+# -- the write watch: POE's hold on the session, made when needed ----------------------------
+
+
+def test_after_end_of_file_the_wheel_still_holds_its_session(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """POE-SEMANTICS 7.2: end of file removes the read watch, and the paused
+    write watch holds the session until the wheel is dropped -- also now that
+    a wheel reading its handle makes the write watch only when it needs it."""
+    mine, peer = pair
+    log: list[Any] = []
+    s = wheel_session(log, Handle=mine)
+    s.heap["wheel"].put("hello")  # written at once: no write watch yet
+    assert peer.recv(100) == b"hello\r\n"
+    peer.close()
+    run_until(lambda: any(e[0] == "error" for e in log), what="end of file")
+    assert [e[1:3] for e in log if e[0] == "error"] == [("read", 0)]
+    for _ in range(3):  # passes end with the sweep: the session is not collected
+        poe_kernel.post(s, "nothing")
+        poe_kernel.run_one_timeslice()
+    assert s.alive
+    assert poe_kernel.introspection.handles_of(s) == 1
+    del s.heap["wheel"]
+    run_until(lambda: not s.alive, what="the session to stop")
+
+
+def test_output_that_must_wait_arms_the_write_watch(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """A put the handle does not take at once is written when it is
+    writable; FlushedEvent follows, and the watch is paused again."""
+    mine, peer = pair
+    mine.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    log: list[Any] = []
+    s = wheel_session(log, Handle=mine, Filter=Stream())
+    big = b"z" * 1_000_000
+    s.heap["wheel"].put(big)
+    assert s.heap["wheel"].get_driver_out_octets() > 0  # queued: the write watch waits
+    got = bytearray()
+    peer.setblocking(False)
+
+    def drain() -> bool:
+        try:
+            while chunk := peer.recv(1 << 16):
+                got.extend(chunk)
+        except BlockingIOError:
+            pass
+        return len(got) == len(big) and any(e[0] == "flushed" for e in log)
+
+    run_until(drain, 10, "the whole output and FlushedEvent")
+    assert bytes(got) == big
+    assert [e[0] for e in log] == ["flushed"]
+    del s.heap["wheel"]

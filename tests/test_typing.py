@@ -44,6 +44,7 @@ def test_every_core_module_is_listed() -> None:
         "_control",
         "_handlers",
         "_params",
+        "_params_model",
         "__init__",
         "__main__",
     }

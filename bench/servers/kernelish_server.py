@@ -23,10 +23,24 @@ from typing import Any
 
 from _marks import child_exit, mark, watch_forks  # first: its at-fork hook runs before the kernel's
 
-from kernelish import ARG0, HEAP, KERNEL, Session, poe_kernel
-from kernelish.components.daemon import Daemon, DaemonComponent
-from kernelish.filters import Line
-from kernelish.wheels import ReadWrite, SocketFactory
+# The standard library's own at-fork hooks (threading's, logging's: every
+# program that logs has them), before the kernel's, are a step of their own.
+# isort: split
+import logging  # noqa: F401
+import threading  # noqa: F401
+
+os.register_at_fork(after_in_child=lambda: mark("stdlib"))
+
+from kernelish import ARG0, HEAP, KERNEL, Session, poe_kernel  # noqa: E402
+
+# After the kernel's own at-fork hook (registered when kernelish is imported):
+# its re-initialisation is a step of its own, before the Daemon's become_child
+# (which runs where fork() returns; the Daemon registers no hook).
+os.register_at_fork(after_in_child=lambda: mark("kernel"))
+
+from kernelish.components.daemon import Daemon, DaemonComponent  # noqa: E402
+from kernelish.filters import Line  # noqa: E402
+from kernelish.wheels import ReadWrite, SocketFactory  # noqa: E402
 
 
 def answer(_: Any) -> None:

@@ -8,11 +8,20 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from pydantic import Field
+from kernelish._params import LazyParams, positive_int
 
-from kernelish._params import Params, parse_params
+__all__ = [
+    "COALESCE_LIMIT",
+    "DEFAULT_BLOCK_SIZE",
+    "Driver",
+    "Handle",
+    "HasFileno",
+    "Octets",
+    "SysRW",
+]
 
-__all__ = ["COALESCE_LIMIT", "Driver", "Handle", "HasFileno", "Octets", "SysRW", "SysRWParams"]
+DEFAULT_BLOCK_SIZE = 65536
+"""Default ``BlockSize``: the most octets one read takes."""
 
 COALESCE_LIMIT = 65536
 """Small queued chunks are joined into writes of up to this many octets (one syscall each)."""
@@ -66,10 +75,13 @@ class Driver(ABC):
         """Number of octets still queued."""
 
 
-class SysRWParams(Params):
-    """Constructor parameters of :class:`SysRW` (POE::Driver::SysRW::new)."""
-
-    block_size: int = Field(65536, gt=0, strict=True)
+#: SysRW's parameters (the model: :mod:`._sysrw_params`).
+_PARAMS = LazyParams(
+    "SysRW",
+    "kernelish.drivers._sysrw_params:SysRWParams",
+    {"block_size": DEFAULT_BLOCK_SIZE},
+    {"block_size": positive_int},
+)
 
 
 class SysRW(Driver):
@@ -83,7 +95,7 @@ class SysRW(Driver):
     __slots__ = ("_block_size", "_octets", "_offset", "_queue")
 
     def __init__(self, **params: Any) -> None:
-        self._block_size = parse_params(SysRWParams, "SysRW", params).block_size
+        self._block_size: int = _PARAMS.parse(params).block_size
         # Output queue; the first _offset octets of _queue[0] are already written.  Partial
         # writes advance the offset instead of re-slicing, so output stays linear in size.
         self._queue: deque[bytes] = deque()

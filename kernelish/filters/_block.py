@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from pydantic import Field, field_validator, model_validator
-
-from kernelish._params import Params, parse_params
+from kernelish._params import LazyParams
 from kernelish.filters._base import Filter, FilterError, RecordTooLong
 from kernelish.filters._framing import Framer
 from kernelish.filters._line import DEFAULT_MAX_BUFFER
 
-__all__ = ["DEFAULT_BLOCK_MAX_LENGTH", "Block", "BlockParams"]
+if TYPE_CHECKING:
+    from kernelish.filters._models import BlockParams
+
+__all__ = ["DEFAULT_BLOCK_MAX_LENGTH", "Block", "Decoder", "Encoder"]
 
 DEFAULT_BLOCK_MAX_LENGTH = 16 * 1024 * 1024
 """Default ``MaxLength`` of a length-prefixed block: 16 MiB (POE: 64 MiB)."""
@@ -21,52 +22,17 @@ Encoder = Callable[[bytes], bytes]
 Decoder = Callable[[bytearray], int | None]
 
 
-class BlockParams(Params):
-    """Constructor parameters of :class:`Block` (POE::Filter::Block::new)."""
-
-    block_size: int | None = Field(None, gt=0, strict=True)
-    length_codec: Any = None
-    max_length: int = Field(DEFAULT_BLOCK_MAX_LENGTH, gt=0, strict=True)
-    max_buffer: int = Field(DEFAULT_MAX_BUFFER, gt=0, strict=True)
-
-    @field_validator("length_codec")
-    @classmethod
-    def _codec_pair(cls, value: Any) -> tuple[Encoder, Decoder] | None:
-        if value is None:
-            return None
-        if not isinstance(value, tuple | list):
-            raise ValueError(f"must be an (encoder, decoder) pair (got {value!r})")
-        if len(value) != 2:
-            raise ValueError(f"must contain two items, an encoder and a decoder (got {len(value)})")
-        encoder, decoder = value
-        if not callable(encoder):
-            raise ValueError(f"encoder must be callable (got {encoder!r})")
-        if not callable(decoder):
-            raise ValueError(f"decoder must be callable (got {decoder!r})")
-        return encoder, decoder
-
-    @model_validator(mode="after")
-    def _compatible(self) -> Self:
-        given = self.model_fields_set
-        if self.block_size is not None:
-            # POE: "Can't use both LengthCodec and BlockSize at the same time" (and its check
-            # of the misspelt "LengthCode" is not copied).
-            if self.length_codec is not None:
-                raise ValueError("cannot combine LengthCodec and BlockSize")
-            if "max_length" in given:
-                raise ValueError("cannot combine MaxLength and BlockSize")
-            if self.block_size > self.max_buffer:
-                raise ValueError(
-                    f"BlockSize ({self.block_size}) must not exceed MaxBuffer ({self.max_buffer})"
-                )
-            return self
-        header = len(str(self.max_length)) + 1
-        if self.max_buffer < self.max_length + header:
-            raise ValueError(
-                f"MaxBuffer ({self.max_buffer}) is not large enough for MaxLength blocks: it "
-                f"must be at least MaxLength + {header} ({self.max_length + header})"
-            )
-        return self
+#: Block's parameters (the model: :mod:`._models`); ``Block()`` skips pydantic.
+_PARAMS = LazyParams(
+    "Block",
+    "kernelish.filters._models:BlockParams",
+    {
+        "block_size": None,
+        "length_codec": None,
+        "max_length": DEFAULT_BLOCK_MAX_LENGTH,
+        "max_buffer": DEFAULT_MAX_BUFFER,
+    },
+)
 
 
 class Block(Filter[bytes]):
@@ -101,7 +67,7 @@ class Block(Filter[bytes]):
     __slots__ = ("_buffer", "_decoder", "_encoder", "_expected", "_framer", "_params")
 
     def __init__(self, **params: Any) -> None:
-        self._configure(parse_params(BlockParams, "Block", params))
+        self._configure(_PARAMS.parse(params))
 
     def _configure(self, params: BlockParams) -> None:
         self._params = params

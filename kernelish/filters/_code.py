@@ -4,47 +4,29 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from pydantic import field_validator, model_validator
-
-from kernelish._params import ParameterError, Params, parse_params
+from kernelish._params import LazyParams, ParameterError
 from kernelish.filters._base import Filter
 
-__all__ = ["CodeFilter", "CodeParams", "ModifyParams"]
+if TYPE_CHECKING:
+    from kernelish.filters._models import CodeParams, ModifyParams
+
+__all__ = ["CodeFilter", "check_callable"]
 
 Code = Callable[[Any], Any]
 
 
-def _callable(value: Any) -> Any:
+def check_callable(value: Any) -> Any:
+    """A parameter that must be callable (or None); ValueError says why not."""
     if value is not None and not callable(value):
         raise ValueError(f"must be callable (got {value!r})")
     return value
 
 
-class ModifyParams(Params):
-    """Parameters of ``modify`` (POE::Filter::Map::modify and ::Grep::modify)."""
-
-    code: Any = None
-    get: Any = None
-    put: Any = None
-
-    _callables = field_validator("code", "get", "put")(_callable)
-
-
-class CodeParams(ModifyParams):
-    """Constructor parameters of :class:`Map` and :class:`Grep`: ``Code``, or ``Get`` and
-    ``Put`` (POE::Filter::Map::new, POE::Filter::Grep::new)."""
-
-    @model_validator(mode="after")
-    def _code_or_get_and_put(self) -> Self:
-        if self.code is not None:
-            # POE silently prefers Code; two answers to one question is a mistake.
-            if self.get is not None or self.put is not None:
-                raise ValueError("Code cannot be combined with Get or Put")
-        elif self.get is None or self.put is None:
-            raise ValueError("requires a Code or both Get and Put parameters")
-        return self
+#: The parameters of Map and Grep, and of their ``modify`` (the models: :mod:`._models`).
+_PARAMS = LazyParams("Filter", "kernelish.filters._models:CodeParams")
+_MODIFY = LazyParams("Filter.modify", "kernelish.filters._models:ModifyParams")
 
 
 class CodeFilter(Filter[Any]):
@@ -55,7 +37,7 @@ class CodeFilter(Filter[Any]):
     _owner = "Filter"
 
     def __init__(self, **params: Any) -> None:
-        parsed = parse_params(CodeParams, self._owner, params)
+        parsed: CodeParams = _PARAMS.parse(params, self._owner)
         self._get_code: Code = parsed.code or parsed.get
         self._put_code: Code = parsed.code or parsed.put
         self._buffer: deque[Any] = deque()
@@ -80,7 +62,7 @@ class CodeFilter(Filter[Any]):
         """
         if not params:
             raise ParameterError(f"{self._owner}.modify: give Code, Get or Put", owner=self._owner)
-        parsed = parse_params(ModifyParams, f"{self._owner}.modify", params)
+        parsed: ModifyParams = _MODIFY.parse(params, f"{self._owner}.modify")
         if parsed.code is not None:
             self._get_code = self._put_code = parsed.code
         if parsed.get is not None:

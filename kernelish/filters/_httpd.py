@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from pydantic import Field, model_validator
-
-from kernelish._params import Params, parse_params
+from kernelish._params import parse_params
 from kernelish.filters._base import Filter, RecordTooLong
 from kernelish.filters._httpd_reader import STOPPED, Limits, RequestReader
-from kernelish.filters._line import DEFAULT_MAX_BUFFER
 from kernelish.http import Request, Response
 
-__all__ = ["HTTPD", "HTTPDParams"]
+if TYPE_CHECKING:
+    from kernelish.filters._httpd_params import HTTPDParams
+
+__all__ = ["HTTPD"]
 
 # Output states: what a bytes record is while a streamed body is open.
 _OUT_PLAIN = 0  # no body open: bytes pass through (POE's idiom of switching to Stream)
@@ -25,28 +25,6 @@ _OUT_DROP = 3  # a HEAD response's streamed body: parts are dropped
 # Bodies up to this size go out in one chunk with their head (one send); bigger ones as
 # a second chunk, not copied.
 _JOIN = 64 * 1024
-
-
-class HTTPDParams(Params):
-    """Constructor parameters of :class:`HTTPD` (POE::Filter::HTTPD::new, plus limits)."""
-
-    max_content: int = Field(1024 * 1024, gt=0, strict=True)
-    max_buffer: int = Field(DEFAULT_MAX_BUFFER, gt=0, strict=True)
-    streaming: bool = False
-    max_request_line: int = Field(8190, gt=0, strict=True)
-    max_field_size: int = Field(8190, gt=0, strict=True)
-    max_fields: int = Field(100, gt=0, strict=True)
-    max_header_size: int = Field(64 * 1024, gt=0, strict=True)
-    server: str | None = None
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        if self.max_header_size < self.max_field_size:
-            raise ValueError(
-                f"MaxHeaderSize ({self.max_header_size}) must be at least "
-                f"MaxFieldSize ({self.max_field_size})"
-            )
-        return self
 
 
 class HTTPD(Filter[Request | Response | bytes]):
@@ -85,6 +63,8 @@ class HTTPD(Filter[Request | Response | bytes]):
     __slots__ = ("_buf", "_last", "_limits", "_out", "_params", "_pos", "_reader", "_ready")
 
     def __init__(self, **params: Any) -> None:
+        from kernelish.filters._httpd_params import HTTPDParams  # pydantic: on first use
+
         self._configure(parse_params(HTTPDParams, "HTTPD", params))
 
     def _configure(self, params: HTTPDParams) -> None:

@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 from collections import deque
 from collections.abc import Iterable
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from pydantic import Field, field_validator, model_validator
-
-from kernelish._params import ParameterError, Params, parse_params
+from kernelish._params import LazyParams, ParameterError, exact, positive_int
 from kernelish.filters._base import Filter, FilterError, RecordTooLong
 
-__all__ = ["DEFAULT_MAX_BUFFER", "DEFAULT_MAX_LENGTH", "Line", "LineParams"]
+if TYPE_CHECKING:
+    from kernelish.filters._models import LineParams
+
+__all__ = ["DEFAULT_ENCODING", "DEFAULT_MAX_BUFFER", "DEFAULT_MAX_LENGTH", "Line", "codec_problem"]
 
 DEFAULT_MAX_LENGTH = 1024 * 1024
 """Default ``MaxLength``: 1 MiB per line (POE allows 64 MiB; kernelish is deliberately stricter)."""
 
 DEFAULT_MAX_BUFFER = 64 * 1024 * 1024
 """Default ``MaxBuffer``: 64 MiB of buffered, not yet parsed input (POE: 512 MiB)."""
+
+DEFAULT_ENCODING = "utf-8"
+"""Default ``Encoding``: records are ``str``, decoded with ``surrogateescape``."""
 
 # POE's default terminator (\x0D\x0A?|\x0A\x0D?), without the capture group so that
 # re.split() yields records only.
@@ -65,51 +70,55 @@ def _ascii_compatible(encoding: str) -> bool:
         return False
 
 
-class LineParams(Params):
-    """Constructor parameters of :class:`Line` (POE::Filter::Line::new, plus ``Encoding``)."""
+@functools.cache
+def codec_problem(encoding: str) -> str | None:
+    """What is wrong with ``Encoding`` as Line's codec, or None: terminators are
+    found in the raw octets, which is only sound if ASCII octets mean ASCII
+    characters (true for UTF-8 and the Latin-N family, false for UTF-16)."""
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        return f"is not a known codec ({encoding!r})"
+    if not _ascii_compatible(encoding):
+        return f"must be an ASCII-compatible codec ({encoding!r} is not)"
+    return None
 
-    literal: str | bytes | None = None
-    input_literal: str | bytes | None = None
-    input_regexp: str | bytes | re.Pattern[str] | re.Pattern[bytes] | None = None
-    output_literal: str | bytes | None = None
-    max_length: int = Field(DEFAULT_MAX_LENGTH, gt=0, strict=True)
-    max_buffer: int = Field(DEFAULT_MAX_BUFFER, gt=0, strict=True)
-    encoding: str | None = "utf-8"
 
-    @field_validator("encoding")
-    @classmethod
-    def _known_ascii_codec(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            codecs.lookup(value)
-        except LookupError:
-            raise ValueError(f"is not a known codec ({value!r})") from None
-        # Terminators are found in the raw octets, which is only sound if ASCII octets mean
-        # ASCII characters (true for UTF-8 and the Latin-N family, false for UTF-16).
-        if not _ascii_compatible(value):
-            raise ValueError(f"must be an ASCII-compatible codec ({value!r} is not)")
-        return value
+def _encoding(value: Any) -> bool:
+    return value is None or (value.__class__ is str and codec_problem(value) is None)
 
-    @model_validator(mode="after")
-    def _compatible_options(self) -> Self:
-        given = self.model_fields_set
-        if self.literal is not None:
-            if not self.literal:
-                raise ValueError("a defined Literal must have a nonzero length")
-            if (
-                "input_literal" in given
-                or self.input_regexp is not None
-                or self.output_literal is not None
-            ):
-                raise ValueError("Literal cannot be combined with any other terminator parameter")
-        if "input_literal" in given and self.input_regexp is not None:
-            raise ValueError("cannot have both InputLiteral and InputRegexp")
-        if self.max_buffer < self.max_length:
-            raise ValueError(
-                f"MaxBuffer ({self.max_buffer}) must be at least MaxLength ({self.max_length})"
-            )
-        return self
+
+def _consistent(p: Any) -> bool:
+    """LineParams' cross-field rules, for the common shape (which has no
+    InputLiteral or InputRegexp); False lets the model word the error."""
+    literal = p.literal
+    if literal is not None and (not literal or p.output_literal is not None):
+        return False
+    return bool(p.max_buffer >= p.max_length)
+
+
+#: Line's parameters (the model: :mod:`._models`).
+_PARAMS = LazyParams(
+    "Line",
+    "kernelish.filters._models:LineParams",
+    {
+        "literal": None,
+        "input_literal": None,
+        "input_regexp": None,
+        "output_literal": None,
+        "max_length": DEFAULT_MAX_LENGTH,
+        "max_buffer": DEFAULT_MAX_BUFFER,
+        "encoding": DEFAULT_ENCODING,
+    },
+    {
+        "literal": exact(str, bytes, None),
+        "output_literal": exact(str, bytes, None),
+        "max_length": positive_int,
+        "max_buffer": positive_int,
+        "encoding": _encoding,
+    },
+    consistent=_consistent,
+)
 
 
 class Line(Filter[str | bytes]):
@@ -160,7 +169,7 @@ class Line(Filter[str | bytes]):
     )
 
     def __init__(self, **params: Any) -> None:
-        self._configure(parse_params(LineParams, "Line", params))
+        self._configure(_PARAMS.parse(params))
 
     def _configure(self, params: LineParams) -> None:
         self._params = params

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from pydantic import Field
-
-from kernelish._params import Params, parse_params
+from kernelish._params import LazyParams
 from kernelish.filters._base import Filter
 
-__all__ = ["RecordBlock", "RecordBlockParams"]
+if TYPE_CHECKING:
+    from kernelish.filters._models import RecordBlockParams
+
+__all__ = ["RecordBlock"]
 
 
-class RecordBlockParams(Params):
-    """Constructor parameters of :class:`RecordBlock` (POE::Filter::RecordBlock::new)."""
-
-    block_size: int = Field(gt=0, strict=True)
-    check_put: bool = False
+#: RecordBlock's parameters (the model: :mod:`._models`); BlockSize is required.
+_PARAMS = LazyParams("RecordBlock", "kernelish.filters._models:RecordBlockParams")
 
 
 class RecordBlock(Filter[list[Any]]):
@@ -33,7 +31,7 @@ class RecordBlock(Filter[list[Any]]):
     __slots__ = ("_block_size", "_check_put", "_get_buffer", "_put_buffer")
 
     def __init__(self, **params: Any) -> None:
-        parsed = parse_params(RecordBlockParams, "RecordBlock", params)
+        parsed: RecordBlockParams = _PARAMS.parse(params)
         self._block_size = parsed.block_size
         self._check_put = parsed.check_put
         self._get_buffer: list[Any] = []

@@ -21,20 +21,21 @@ turns every one of these errors, as well as a serializer's, into a record (a
 from __future__ import annotations
 
 import importlib
-import json
-import pickle
-import zlib
+import sys
 from collections.abc import Callable, Iterable
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from pydantic import Field, field_validator
-
-from kernelish._params import Params, parse_params
+from kernelish._params import LazyParams
 from kernelish.filters._base import Filter, FilterError, RecordTooLong
 from kernelish.filters._framing import Framer
-from kernelish.filters._line import DEFAULT_MAX_BUFFER
 
-__all__ = ["Reference", "ReferenceParams"]
+if TYPE_CHECKING:
+    from kernelish.filters._models import ReferenceParams
+
+# pickle, json and zlib are imported by the first Reference that needs them:
+# a server that never uses this filter does not carry them into its children.
+
+__all__ = ["Dumps", "Loads", "Reference", "resolve_serializer"]
 
 Dumps = Callable[[Any], bytes | str]
 Loads = Callable[[bytes], Any]
@@ -53,20 +54,27 @@ def _methods(obj: Any) -> tuple[Dumps, Loads] | None:
 
 
 def _json_dumps(value: Any) -> bytes:
+    import json
+
     return json.dumps(value).encode()
 
 
 def _json_loads(data: bytes) -> Any:
     # JSON between systems is UTF-8 (RFC 8259); json.loads(bytes) would first guess among
     # UTF-8, -16 and -32 in Python code, a third of its time for a small message.
+    import json
+
     return json.loads(data.decode())
 
 
-def _resolve_serializer(value: Any) -> tuple[Dumps, Loads]:
+def resolve_serializer(value: Any) -> tuple[Dumps, Loads]:
     """Turn ``Serializer`` into a (dumps, loads) pair, or raise ValueError saying why not."""
     if value is None:
+        import pickle
+
         return pickle.dumps, pickle.loads
-    if value is json or (isinstance(value, str) and value == "json"):
+    # (the json module given as the Serializer is already imported)
+    if value is sys.modules.get("json") or (isinstance(value, str) and value == "json"):
         return _json_dumps, _json_loads
     if isinstance(value, str):
         # POE takes a package name ('Storable', 'YAML'); here a module name ('json').
@@ -92,18 +100,9 @@ def _resolve_serializer(value: Any) -> tuple[Dumps, Loads]:
     return methods
 
 
-class ReferenceParams(Params):
-    """Constructor parameters of :class:`Reference` (POE::Filter::Reference::new)."""
-
-    serializer: Any = Field(None, validate_default=True)
-    compression: bool = False
-    no_fatals: bool = False
-    max_buffer: int = Field(DEFAULT_MAX_BUFFER, gt=0, strict=True)
-
-    @field_validator("serializer")
-    @classmethod
-    def _serializer(cls, value: Any) -> tuple[Dumps, Loads]:
-        return _resolve_serializer(value)
+#: Reference's parameters (the model: :mod:`._models`): its Serializer is
+#: resolved by pydantic, so each Reference() is validated there.
+_PARAMS = LazyParams("Reference", "kernelish.filters._models:ReferenceParams")
 
 
 class Reference(Filter[Any]):
@@ -154,7 +153,7 @@ class Reference(Filter[Any]):
     def __init__(self, *args: Any, **params: Any) -> None:
         if args:
             params = _positional(args, params)
-        self._configure(parse_params(ReferenceParams, "Reference", params))
+        self._configure(_PARAMS.parse(params))
 
     def _configure(self, params: ReferenceParams) -> None:
         self._params = params
@@ -319,6 +318,8 @@ class Reference(Filter[Any]):
 
     def _inflate(self, payload: bytes) -> bytes:
         """zlib-decompress ``payload``, to at most ``MaxBuffer`` octets."""
+        import zlib
+
         inflater = zlib.decompressobj()
         try:
             data = inflater.decompress(payload, self._max_buffer + 1)
@@ -367,6 +368,8 @@ class Reference(Filter[Any]):
                 else:
                     payload = bytes(payload)
             if self._compress:
+                import zlib
+
                 payload = zlib.compress(payload)
             frames.append(b"%d\0%b" % (len(payload), payload))
         return frames

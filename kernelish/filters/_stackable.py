@@ -31,36 +31,21 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any, Self
 
-from pydantic import field_validator
-
-from kernelish._params import Params, parse_params
+from kernelish._params import LazyParams
 from kernelish.filters._base import Filter
 
-__all__ = ["Stackable", "StackableParams"]
+__all__ = ["Stackable", "is_filter"]
 
 _METHODS = ("get_one_start", "get_one", "get", "put", "get_pending", "clone")
 
 
-def _is_filter(obj: Any) -> bool:
+def is_filter(obj: Any) -> bool:
+    """A Filter, or anything with a filter's methods (POE duck-types its stack)."""
     return isinstance(obj, Filter) or all(callable(getattr(obj, m, None)) for m in _METHODS)
 
 
-class StackableParams(Params):
-    """Constructor parameters of :class:`Stackable` (POE::Filter::Stackable::new)."""
-
-    filters: list[Any] = []
-
-    @field_validator("filters", mode="before")
-    @classmethod
-    def _filters(cls, value: Any) -> list[Any]:
-        if value is None:
-            return []
-        if not isinstance(value, list | tuple):
-            raise ValueError(f"must be a list of filters (got {type(value).__name__})")
-        for index, item in enumerate(value):
-            if not _is_filter(item):
-                raise ValueError(f"[{index}] is not a filter (got {item!r})")
-        return list(value)
+#: Stackable's parameters (the model: :mod:`._models`); ``Stackable()`` skips pydantic.
+_PARAMS = LazyParams("Stackable", "kernelish.filters._models:StackableParams", {"filters": []})
 
 
 class Stackable(Filter[Any]):
@@ -76,7 +61,7 @@ class Stackable(Filter[Any]):
     __slots__ = ("_filters", "_ready")
 
     def __init__(self, **params: Any) -> None:
-        parsed = parse_params(StackableParams, "Stackable", params)
+        parsed = _PARAMS.parse(params)
         self._filters: list[Any] = list(parsed.filters)
         # Records to return before asking the filters (after a pop), or, in an empty stack,
         # everything given to it.
@@ -224,5 +209,5 @@ class Stackable(Filter[Any]):
     @staticmethod
     def _check(method: str, filters: Sequence[Any]) -> None:
         for index, filt in enumerate(filters):
-            if not _is_filter(filt):
+            if not is_filter(filt):
                 raise TypeError(f"Stackable.{method}: argument {index} is not a filter ({filt!r})")

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Self
 
-from kernelish._params import Params, parse_params
+from kernelish._params import LazyParams
 from kernelish.filters._base import Filter
 
-__all__ = ["Stream", "StreamParams"]
+__all__ = ["Stream"]
 
 
-class StreamParams(Params):
-    """Constructor parameters of :class:`Stream` (POE::Filter::Stream takes none)."""
+#: Stream takes no parameters: ``Stream()`` skips pydantic, anything else is refused by it.
+_PARAMS = LazyParams("Stream", "kernelish.filters._models:StreamParams", {})
 
 
 class Stream(Filter[bytes]):
@@ -25,7 +25,7 @@ class Stream(Filter[bytes]):
     __slots__ = ("_buffer",)
 
     def __init__(self, **params: Any) -> None:
-        parse_params(StreamParams, "Stream", params)
+        _PARAMS.parse(params)
         self._buffer: list[bytes] = []
 
     def get(self, chunks: Iterable[bytes]) -> list[bytes]:

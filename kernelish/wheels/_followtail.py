@@ -62,11 +62,9 @@ import errno
 import os
 import stat
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, field_validator, model_validator
-
-from .._params import ParameterError, Params, parse_params
+from .._params import LazyParams, ParameterError
 from .._watchers import fileno_of
 from ..drivers import Driver, SysRW
 from ..filters import Filter, Line
@@ -74,7 +72,10 @@ from ._base import MODE_READ
 from ._tailfile import TailedFile, open_followed, start_offset
 from ._tailreader import PASS_BUDGET, TailReader
 
-__all__ = ["FollowTail", "FollowTailParams"]
+if TYPE_CHECKING:
+    from ._followtail_params import FollowTailParams
+
+__all__ = ["FollowTail"]
 
 #: Retired files kept open at most (the oldest is closed first).
 _MAX_RETIRED = 8
@@ -84,51 +85,9 @@ _QUIET_POLLS = 5
 _QUIET_FLOOR = 1.0
 
 
-def _check_filename(value: Any) -> Any:
-    if value is None:
-        return None
-    try:
-        path = os.fspath(value)
-    except TypeError:
-        raise ValueError(f"must be a path (str, bytes or os.PathLike; got {value!r})") from None
-    if not path or (b"\0" if isinstance(path, bytes) else "\0") in path:
-        raise ValueError(f"must be a non-empty path without NUL (got {value!r})")
-    # Absolute now: a daemon's later chdir("/") must not change the file.
-    return os.path.abspath(path)
-
-
-def _check_handle(value: Any) -> Any:
-    if value is None or isinstance(value, int) or callable(getattr(value, "fileno", None)):
-        return value
-    raise ValueError(f"must be a file, a pipe, a socket or an fd (got {value!r})")
-
-
-class FollowTailParams(Params):
-    """Constructor parameters of :class:`FollowTail` (CamelCase or snake_case)."""
-
-    filename: Any = None
-    handle: Any = None
-    input_event: str
-    reset_event: str | None = None
-    error_event: str | None = None
-    idle_event: str | None = None
-    filter: Filter[Any] | None = None
-    driver: Driver | None = None
-    poll_interval: float = Field(1.0, gt=0)
-    seek: int | None = Field(None, strict=True)
-    seek_back: int | None = Field(None, strict=True)
-    follow_symlinks: bool = False
-
-    _filename = field_validator("filename")(_check_filename)
-    _handle = field_validator("handle")(_check_handle)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> FollowTailParams:
-        if (self.filename is None) == (self.handle is None):
-            raise ValueError("FollowTail requires a Handle or Filename parameter, but not both")
-        if self.seek is not None and self.seek_back is not None:
-            raise ValueError("can't have Seek and SeekBack at the same time")
-        return self
+#: FollowTail's parameters (the model: :mod:`._followtail_params`); one per
+#: followed file, so always through pydantic.
+_PARAMS = LazyParams("FollowTail", "kernelish.wheels._followtail_params:FollowTailParams")
 
 
 def _refuse(message: str, *names: str) -> ParameterError:
@@ -166,7 +125,7 @@ class FollowTail(TailReader):
     )
 
     def __init__(self, **params: Any) -> None:
-        p = parse_params(FollowTailParams, "FollowTail", params)
+        p: FollowTailParams = _PARAMS.parse(params)
         self._path: str | bytes | None = p.filename
         self._follow_symlinks = p.follow_symlinks
         self._current: TailedFile | None = None

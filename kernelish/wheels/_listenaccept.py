@@ -26,37 +26,10 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from pydantic import Field, field_validator
-
-from .._params import Params, parse_params
+from .._params import parse_params
 from ._accept import AcceptingWheel
 
-__all__ = ["ListenAccept", "ListenAcceptParams"]
-
-
-class ListenAcceptParams(Params):
-    """Constructor parameters of :class:`ListenAccept` (CamelCase or snake_case)."""
-
-    handle: socket.socket | int
-    accept_event: str
-    error_event: str | None = None
-    accept_batch: int = Field(16, gt=0)
-
-    @field_validator("handle")
-    @classmethod
-    def _listening(cls, value: socket.socket | int) -> socket.socket | int:
-        sock = socket.socket(fileno=value) if isinstance(value, int) else value
-        try:
-            if sock.type != socket.SOCK_STREAM:
-                raise ValueError(f"must be a stream socket (got {sock!r})")
-            if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
-                raise ValueError("must be a listening socket (call listen() first)")
-        except OSError as exc:
-            raise ValueError(f"must be a socket ({exc.strerror or exc})") from None
-        finally:
-            if isinstance(value, int):
-                sock.detach()
-        return value
+__all__ = ["ListenAccept"]
 
 
 class ListenAccept(AcceptingWheel):
@@ -72,6 +45,8 @@ class ListenAccept(AcceptingWheel):
     __slots__ = ("_accept_event",)
 
     def __init__(self, **params: Any) -> None:
+        from ._listenaccept_params import ListenAcceptParams  # pydantic: on first use
+
         p = parse_params(ListenAcceptParams, "ListenAccept", params)
         super().__init__(p.error_event, p.accept_batch)
         self._accept_event: str = p.accept_event

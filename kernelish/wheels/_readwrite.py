@@ -67,27 +67,83 @@ error's errno.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import socket
 import sys
-import termios
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._params import ParameterError, parse_params
+from .._params import LazyParams, ParameterError, exact, instance_of, positive_int
 from .._watchers import fileno_of
 from ..drivers import Driver, SysRW
 from ..filters import Filter, FilterError, Line, RecordTooLong
 from ._base import MODE_READ, MODE_WRITE, Wheel
-from ._readwrite_params import ReadWriteParams, _common_params, _CommonParams
 
-__all__ = ["ReadWrite", "ReadWriteParams"]
+if TYPE_CHECKING:
+    from ._readwrite_params import ReadWriteParams
+
+__all__ = ["ReadWrite"]
 
 #: The clock of InputTimeout, bound once: it is read on every read.
 _monotonic = time.monotonic
+
+
+def _timeout(value: Any) -> bool:
+    return value is None or (value.__class__ in (int, float) and 0 < value < float("inf"))
+
+
+def _consistent(p: Any) -> bool:
+    """ReadWriteParams' rules for the common shape; False lets the model word the error."""
+    high, low = p.high_mark, p.low_mark
+    if high is None:
+        return low is None and not p.backpressure
+    return low is not None and bool(low < high)
+
+
+#: ReadWrite's parameters (the model: :mod:`._readwrite_params`).  A wheel is
+#: built per connection: pydantic's validation cost it about 6 us, and a
+#: freshly forked child about 15 copy-on-write page faults and 0.2 ms more
+#: (the validators' objects are the parent's).  The common shape -- a socket
+#: as Handle, a Filter or none, event names, InputTimeout, the marks and
+#: Backpressure -- is checked without it.
+_PARAMS = LazyParams(
+    "ReadWrite",
+    "kernelish.wheels._readwrite_params:ReadWriteParams",
+    {
+        "handle": None,
+        "input_handle": None,
+        "output_handle": None,
+        "driver": None,
+        "filter": None,
+        "input_filter": None,
+        "output_filter": None,
+        "input_event": None,
+        "error_event": None,
+        "flushed_event": None,
+        "high_mark": None,
+        "low_mark": None,
+        "high_event": None,
+        "low_event": None,
+        "auto_flush": False,
+        "input_timeout": None,
+        "backpressure": False,
+    },
+    {
+        "handle": instance_of(socket.socket),
+        "filter": instance_of(Filter, none=True),
+        "input_event": exact(str, None),
+        "error_event": exact(str, None),
+        "flushed_event": exact(str, None),
+        "input_timeout": _timeout,
+        "high_mark": positive_int,
+        "low_mark": positive_int,
+        "backpressure": exact(bool),
+    },
+    required=("handle",),
+    consistent=_consistent,
+)
 
 
 class ReadWrite(Wheel):
@@ -138,12 +194,11 @@ class ReadWrite(Wheel):
         "_reading",
         "_replay",
         "_user_paused",
+        "_write_watch",
     )
 
     def __init__(self, **params: Any) -> None:
-        p: ReadWriteParams | _CommonParams | None = _common_params(params)
-        if p is None:
-            p = parse_params(ReadWriteParams, "ReadWrite", params)
+        p: ReadWriteParams = _PARAMS.parse(params)
         super().__init__()
         if p.handle is not None:
             in_handle = out_handle = p.handle
@@ -190,10 +245,11 @@ class ReadWrite(Wheel):
         self._input_timeout = p.input_timeout
         self._last_input = 0.0
         self._idle_timer: int | None = None
+        self._write_watch = False
         if self._input_event is not None:
             self._start_reading()
-        # The write watch exists from the start, paused while nothing is queued.
-        self.watch(out_handle, MODE_WRITE, ReadWrite._on_write, paused=True)
+        if not self._reading or self._out_fd != self._in_fd:
+            self._hold_write_watch()
         self._flush_queued = False
         self._flushed_callback: Callable[[], None] | None = None
 
@@ -211,6 +267,7 @@ class ReadWrite(Wheel):
 
     def _stop_reading(self) -> None:
         self._reading = False
+        self._hold_write_watch()  # first: the session keeps its hold on the handle
         if self._in_handle is not None:
             self.unwatch(self._in_handle, MODE_READ)
 
@@ -409,7 +466,7 @@ class ReadWrite(Wheel):
                     written = 0
                 if written < len(data):
                     octets = self._out_octets = self._driver.put((data[written:],))
-                    self._kernel.select_resume_write(self._out_handle)
+                    self._resume_write_watch()
                 elif self._flushed_event is not None and not self._flush_queued:
                     # FlushedEvent comes later, never from put(): queued to the
                     # next dispatch pass (cheaper than arming the write watch).
@@ -421,7 +478,7 @@ class ReadWrite(Wheel):
                     self.flush()
                     octets = self._out_octets
                 else:
-                    self._kernel.select_resume_write(self._out_handle)
+                    self._resume_write_watch()
         high = self._high_mark
         if high is not None and octets >= high:
             if not self._high:
@@ -456,6 +513,27 @@ class ReadWrite(Wheel):
             callback = self._flushed_callback = flushed
         self._kernel.defer(session, callback)
 
+    def _hold_write_watch(self) -> None:
+        """The write watch, paused: POE's is there from the start and holds
+        the session while the wheel lives.  A wheel that reads the same
+        handle makes it only when the read watch goes (end of file, an
+        error, ``shutdown_input``) or output must wait: the read watch
+        holds the session meanwhile, and most connections never need it
+        (a put writes at once), which saves a watch and its release per
+        connection."""
+        if not self._write_watch and not self._output_done and self._out_handle is not None:
+            self._write_watch = True
+            self.watch(self._out_handle, MODE_WRITE, ReadWrite._on_write, paused=True)
+
+    def _resume_write_watch(self) -> None:
+        """Output waits for the handle: arm the write watch."""
+        self._hold_write_watch()
+        self._kernel.select_resume_write(self._out_handle)
+
+    def _drop_write_watch(self) -> None:
+        self._write_watch = False
+        self.unwatch(self._out_handle, MODE_WRITE)
+
     def _on_write(self) -> None:
         """The write handler: flush, watermarks, FlushedEvent."""
         driver = self._driver
@@ -464,7 +542,7 @@ class ReadWrite(Wheel):
         except OSError as exc:
             self._out_octets = driver.get_out_octets_buffered()
             self._output_done = True
-            self.unwatch(self._out_handle, MODE_WRITE)
+            self._drop_write_watch()
             self.emit(self._error_event, "write", exc.errno or 0, exc.strerror or "", self._id)
             return
         if self._high:
@@ -479,7 +557,8 @@ class ReadWrite(Wheel):
                 self._hold_input()
             self.emit(self._high_event, self._id)
         if not left:
-            self._kernel.select_pause_write(self._out_handle)
+            if self._write_watch:  # (flush() may run before output ever waited)
+                self._kernel.select_pause_write(self._out_handle)
             self.emit(self._flushed_event, self._id)
 
     def flush(self) -> None:
@@ -520,7 +599,7 @@ class ReadWrite(Wheel):
         (``shutdown_output``)."""
         self._output_done = True
         if self._out_handle is not None:
-            self.unwatch(self._out_handle, MODE_WRITE)
+            self._drop_write_watch()
         _shutdown(self._out_handle, socket.SHUT_WR)
 
     # -- filters ------------------------------------------------------------------
@@ -596,6 +675,11 @@ class ReadWrite(Wheel):
         """Octets waiting in the input handle (FIONREAD); 0 if unknown."""
         if self._in_handle is None or self._input_done:
             return 0
+        # Imported here: only is_idle() asks, and termios is five more
+        # mappings in every process that imports the wheels.
+        import fcntl
+        import termios
+
         buf = bytearray(4)
         try:
             fcntl.ioctl(self._in_fd, termios.FIONREAD, buf)

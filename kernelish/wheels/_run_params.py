@@ -21,7 +21,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .._params import ParameterError, Params, parse_params
+from .._params import ParameterError, parse_params
+from .._params_model import Params
 from ..drivers import Driver
 from ..filters import Filter
 

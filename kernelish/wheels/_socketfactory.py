@@ -65,36 +65,81 @@ import errno
 import functools
 import os
 import socket
-from typing import Any
-
-from pydantic import Field
+from typing import TYPE_CHECKING, Any
 
 from .._activation import take_inherited_socket
-from .._params import Params, parse_params
+from .._params import Check, LazyParams, exact, positive_int
 from ._accept import BACKOFF_FIRST, BACKOFF_MAX, AcceptingWheel
 from ._base import MODE_READ, MODE_WRITE
 
-__all__ = ["BACKOFF_FIRST", "BACKOFF_MAX", "SocketFactory", "SocketFactoryParams"]
+if TYPE_CHECKING:
+    from ._socketfactory_params import SocketFactoryParams
+
+__all__ = [
+    "BACKOFF_FIRST",
+    "BACKOFF_MAX",
+    "DEFAULT_ACCEPT_BATCH",
+    "SocketFactory",
+    "reuse_enabled",
+]
+
+#: Connections accepted at most per readiness of the listener (``AcceptBatch``).
+DEFAULT_ACCEPT_BATCH = 16
 
 
-class SocketFactoryParams(Params):
-    """Constructor parameters of :class:`SocketFactory` (CamelCase or snake_case)."""
+def _an_int(value: Any) -> bool:
+    """An int, an IntEnum (``socket.AF_UNIX``) included, but not a bool."""
+    return isinstance(value, int) and value.__class__ is not bool
 
-    success_event: str
-    failure_event: str
-    socket_domain: int | None = None
-    socket_type: int | None = None
-    socket_protocol: str | int = "tcp"
-    bind_address: str | None = None
-    bind_port: int | str | None = None
-    remote_address: str | None = None
-    remote_port: int | str | None = None
-    listen_queue: int = Field(socket.SOMAXCONN, gt=0)
-    reuse: str | int | bool | None = None
-    handle: socket.socket | int | None = None
-    accept_batch: int = Field(16, gt=0)
-    listen_fd_name: str | None = None
-    socket_activation: bool = True
+
+def _handle(value: Any) -> bool:
+    return value is None or value.__class__ is int or isinstance(value, socket.socket)
+
+
+def _maybe(check: Check) -> Check:
+    return lambda value: value is None or check(value)
+
+
+#: SocketFactory's parameters (the model: :mod:`._socketfactory_params`); the
+#: common shape is every parameter with a plain value, so a server's listener
+#: never imports pydantic.
+_PARAMS = LazyParams(
+    "SocketFactory",
+    "kernelish.wheels._socketfactory_params:SocketFactoryParams",
+    {
+        "socket_domain": None,
+        "socket_type": None,
+        "socket_protocol": "tcp",
+        "bind_address": None,
+        "bind_port": None,
+        "remote_address": None,
+        "remote_port": None,
+        "listen_queue": socket.SOMAXCONN,
+        "reuse": None,
+        "handle": None,
+        "accept_batch": DEFAULT_ACCEPT_BATCH,
+        "listen_fd_name": None,
+        "socket_activation": True,
+    },
+    {
+        "success_event": exact(str),
+        "failure_event": exact(str),
+        "socket_domain": _maybe(_an_int),
+        "socket_type": _maybe(_an_int),
+        "socket_protocol": exact(str, int),
+        "bind_address": exact(str, None),
+        "bind_port": exact(int, str, None),
+        "remote_address": exact(str, None),
+        "remote_port": exact(int, str, None),
+        "listen_queue": positive_int,
+        "reuse": exact(str, int, bool, None),
+        "handle": _handle,
+        "accept_batch": positive_int,
+        "listen_fd_name": exact(str, None),
+        "socket_activation": exact(bool),
+    },
+    required=("success_event", "failure_event"),
+)
 
 
 def reuse_enabled(value: Any) -> bool:
@@ -137,7 +182,7 @@ class SocketFactory(AcceptingWheel):
     __slots__ = ("_connecting", "_domain", "_success_event")
 
     def __init__(self, **params: Any) -> None:
-        p = parse_params(SocketFactoryParams, "SocketFactory", params)
+        p: SocketFactoryParams = _PARAMS.parse(params)
         super().__init__(p.failure_event, p.accept_batch)
         self._success_event: str | None = p.success_event
         self._connecting = False

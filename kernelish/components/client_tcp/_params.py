@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from kernelish import Session
-from kernelish._params import Params
+from kernelish._params_model import Params
 
 __all__ = ["ClientTCPParams"]
 

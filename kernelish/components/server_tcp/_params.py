@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from kernelish import Session
-from kernelish._params import Params
+from kernelish._params_model import Params
 
 __all__ = ["DEFAULT_HIGH_MARK", "DEFAULT_LOW_MARK", "ServerTCPParams"]
 
