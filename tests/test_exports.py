@@ -38,6 +38,7 @@ OTHER_EXPORTS: list[tuple[str, list[str]]] = [
             "Map",
             "Grep",
             "HTTPD",
+            "HTTPClient",
         ],
     ),
     (
@@ -48,6 +49,7 @@ OTHER_EXPORTS: list[tuple[str, list[str]]] = [
     ("kernelish.components.daemon", ["DaemonComponent", "Daemon", "Scoreboard", "DaemonConfig"]),
     ("kernelish.components.server_tcp", ["ServerTCP"]),
     ("kernelish.components.client_tcp", ["ClientTCP"]),
+    ("kernelish.components.client_http", ["ClientHTTP"]),
 ]
 
 
