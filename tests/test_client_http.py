@@ -308,6 +308,30 @@ def test_a_keep_alive_connection_closed_under_a_request_is_retried_once() -> Non
     assert posted.status == 400 and server.connections == 2
 
 
+@pytest.mark.parametrize(
+    ("hang_up", "idle"), [(0.0, 0.05), (0.2, 0.4)], ids=["while-watched", "once-cooled"]
+)
+def test_an_idle_connection_the_server_closed_is_not_reused(hang_up: float, idle: float) -> None:
+    # Parked less than 0.1 s, a connection is watched: its end is seen at once; after,
+    # it is not, and taking it again asks (MSG_PEEK).
+    def answer_then_hang_up(request: Request, _: HandlerArgs) -> Response:
+        _[KERNEL].delay("shutdown", hang_up)  # closes once the answer is written
+        return Response(200, body=request.method.encode())
+
+    server = Server(answer_then_hang_up)
+    ClientHTTP.spawn(Alias="ua")
+    fetcher = Fetcher()
+    fetcher.get(server.url(), "first")
+    fetcher.wait(1)
+    until = time.monotonic() + idle
+    run_until(lambda: time.monotonic() >= until, 5, "a while")
+    # A POST is never sent twice: it succeeds only if it went on a new connection.
+    fetcher.get(Request("POST", server.url(), body=b"x"), "second")
+    answers = dict(fetcher.wait(2))
+    assert (answers["second"].status, answers["second"].body) == (200, b"POST")
+    assert server.connections == 2
+
+
 def test_cancel_and_shutdown_answer_408() -> None:
     server = Server(lambda r, _: None)
     ua = ClientHTTP.spawn(Alias="ua")

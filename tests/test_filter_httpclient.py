@@ -169,6 +169,8 @@ def test_requests_as_sent() -> None:
     ("request_", "complaint"),
     [
         (Request("GET", "http://h/", headers=[("X", "a\r\nInjected: 1")]), "holds CR, LF"),
+        (Request("GET", "http://h/", headers=[("X", "a\nb")]), "holds CR, LF"),
+        (Request("GET", "http://h/", headers=[("X", "a\x00b")]), "holds CR, LF"),
         (Request("GET", "http://h/", headers=[("Bad Name", "v")]), "not a token"),
         (Request("GET /x", "http://h/"), "not a token"),
         (Request("GET", "http://h/a\nb"), "white space"),

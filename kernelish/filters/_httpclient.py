@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import deque
 from collections.abc import Iterable
@@ -26,6 +27,11 @@ _BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")
 _TARGET_SAFE = "!#$%&'()*+,/:;=?@[]~"
 # Methods that define a meaning for content: an empty body is sent as Content-Length: 0.
 _CONTENT_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# The methods every client sends: tokens, no need to check them.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+# A field section every line of which is a token, ": ", a value without CR, LF or NUL.
+_FIELDS = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\r\n\x00]*\r\n)*")
+_NO_NAMES: frozenset[str] = frozenset()
 
 
 class HTTPClientParams(Params):
@@ -38,9 +44,11 @@ class HTTPClientParams(Params):
     proxy: bool = False
 
 
+@functools.lru_cache(maxsize=512)
 def origin_form(target: str) -> tuple[str, str | None]:
     """``(origin-form target, authority)`` of an absolute-form target (``http://h:8/a?b``
-    -> ``('/a?b', 'h:8')``); an origin-form target comes back as is, with None."""
+    -> ``('/a?b', 'h:8')``); an origin-form target comes back as is, with None.  The
+    last 512 targets' answers are remembered."""
     scheme_end = target.find("://")
     if target.startswith("/") or scheme_end < 0:
         return target, None
@@ -67,8 +75,13 @@ def request_bytes(request: Request, *, absolute: bool = False) -> bytes:
     ``ValueError`` naming what is wrong for a method that is not a token, a target with
     white space or control octets, or a field that would break the message.
     """
+    return _serialize(request, absolute)[0]
+
+
+def _serialize(request: Request, absolute: bool) -> tuple[bytes, bool]:
+    """:func:`request_bytes`, and whether the request asks to close the connection."""
     method, target = request.method, request.target
-    if not _TOKEN.fullmatch(method):
+    if method not in _METHODS and not _TOKEN.fullmatch(method):
         raise ValueError(f"HTTPClient: method {method!r} is not a token")
     if not target.isascii():
         target = quote(target, safe=_TARGET_SAFE)
@@ -80,26 +93,35 @@ def request_bytes(request: Request, *, absolute: bool = False) -> bytes:
     if not target or _BAD_TARGET.search(target):
         raise ValueError(f"HTTPClient: request-target {target!r} is empty or holds white space")
     headers = request.headers
-    lines = [f"{method} {target} HTTP/{request.version}\r\n"]
-    if authority is not None and "Host" not in headers:
-        lines.append(f"Host: {authority}\r\n")
-    for name, value in headers:
+    fields = "".join([f"{name}: {value}\r\n" for name, value in headers])
+    # One line per field, each well formed: a CR LF inside a value would make two.
+    if not _FIELDS.fullmatch(fields) or fields.count("\n") != len(headers):
+        _refuse_fields(request)
+    names = {name.lower() for name, _ in headers} if fields else _NO_NAMES
+    head = f"{method} {target} HTTP/{request.version}\r\n"
+    if authority is not None and "host" not in names:
+        head += f"Host: {authority}\r\n"
+    head += fields
+    body = request.body
+    if (body or method in _CONTENT_METHODS) and not (
+        "content-length" in names or "transfer-encoding" in names
+    ):
+        head += f"Content-Length: {len(body)}\r\n"
+    try:
+        data = (head + "\r\n").encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"HTTPClient: a header field does not fit ISO-8859-1: {exc}") from None
+    closes = "connection" in names and "close" in headers.tokens("Connection")
+    return (data + bytes(body) if body else data), closes
+
+
+def _refuse_fields(request: Request) -> None:
+    """Raise the ``ValueError`` naming the first field that would break the message."""
+    for name, value in request.headers:
         if not _TOKEN.fullmatch(name):
             raise ValueError(f"HTTPClient: header field name {name!r} is not a token")
         if _BAD_VALUE.search(value):
             raise ValueError(f"HTTPClient: header field {name!r} holds CR, LF or NUL")
-        lines.append(f"{name}: {value}\r\n")
-    body = request.body
-    if (body or method in _CONTENT_METHODS) and (
-        "Content-Length" not in headers and "Transfer-Encoding" not in headers
-    ):
-        lines.append(f"Content-Length: {len(body)}\r\n")
-    lines.append("\r\n")
-    try:
-        head = "".join(lines).encode("latin-1")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"HTTPClient: a header field does not fit ISO-8859-1: {exc}") from None
-    return head + bytes(body) if body else head
 
 
 class HTTPClient(Filter[Response | bytes]):
@@ -144,7 +166,7 @@ class HTTPClient(Filter[Response | bytes]):
             streaming=params.streaming,
         )
         self._ready: deque[Any] = deque()
-        self._requests: deque[Request] = deque()
+        self._requests: deque[tuple[Request, bool]] = deque()
         self._reader = ResponseReader(limits, self._ready, self._requests)
         self._buf = b""
         self._pos = 0
@@ -234,8 +256,9 @@ class HTTPClient(Filter[Response | bytes]):
         absolute = self._params.proxy
         for record in records:
             if isinstance(record, Request):
-                out.append(request_bytes(record, absolute=absolute))
-                self._requests.append(record)
+                data, closes = _serialize(record, absolute)
+                out.append(data)
+                self._requests.append((record, closes))
             elif isinstance(record, bytes | bytearray | memoryview | str):
                 data = record.encode() if isinstance(record, str) else bytes(record)
                 if data:

@@ -95,8 +95,9 @@ class ResponseLimits:
 class ResponseReader:
     """Reads responses from one connection; appends records to ``out``.
 
-    ``requests`` holds the requests sent and not yet answered, oldest first (the filter's
-    ``put`` appends to it); a response with no request known is read as one to ``GET``.
+    ``requests`` holds the requests sent and not yet answered, oldest first, each with
+    whether it asked to close the connection (the filter's ``put`` appends to it); a
+    response with no request known is read as one to ``GET``.
     The callbacks (``on_status`` ...) are httptools' protocol and not for anyone else.
     """
 
@@ -122,7 +123,9 @@ class ResponseReader:
         "state",
     )
 
-    def __init__(self, limits: ResponseLimits, out: deque[Any], requests: deque[Request]) -> None:
+    def __init__(
+        self, limits: ResponseLimits, out: deque[Any], requests: deque[tuple[Request, bool]]
+    ) -> None:
         self._limits = limits
         self._out = out
         self._requests = requests
@@ -262,13 +265,13 @@ class ResponseReader:
                 self._fail(BadResponse("HTTPClient: 101 Switching Protocols (no upgrades)"))
             return  # an interim response: the final one follows
         requests = self._requests
-        request = requests[0] if requests else None
+        request, asked_close = requests[0] if requests else (None, False)
         headers = Headers.adopt([(n.decode("latin-1"), v.decode("latin-1")) for n, v in fields])
         response = Response(status, self._reason.decode("latin-1"), headers, b"", version=version)
         response.request = request
         self._response = response
         names = [n.lower() for n, _ in fields]
-        close = self._closes(response, request, names)
+        close = asked_close or self._closes(response, names)
         if (request is not None and request.method == "HEAD") or status in (204, 304):
             response.close = close
             self._begin_body(response)
@@ -304,12 +307,10 @@ class ResponseReader:
             self._complete()
 
     @staticmethod
-    def _closes(response: Response, request: Request | None, names: list[bytes]) -> bool:
-        """Whether the connection ends after this response (RFC 9112 9.3)."""
+    def _closes(response: Response, names: list[bytes]) -> bool:
+        """Whether the response ends the connection (RFC 9112 9.3)."""
         tokens = response.headers.tokens("Connection") if b"connection" in names else []
         if "close" in tokens:
-            return True
-        if request is not None and "close" in request.headers.tokens("Connection"):
             return True
         return response.version == "1.0" and "keep-alive" not in tokens
 

@@ -35,7 +35,7 @@ from typing import Any
 from kernelish import ARG0, ARG1, ARG2, ARG3, ARG4, KERNEL, SENDER, HandlerArgs, Session
 from kernelish.http import Headers, Request, Response
 
-from ._call import DONE, QUEUED, READING, Call, error_response
+from ._call import DONE, QUEUED, READING, Call, Reply, error_response
 from ._params import ClientHTTPParams, proxies_of
 from ._transport import Transport
 from ._url import Target, no_proxy_matches, parse_target, resolve_location
@@ -98,6 +98,9 @@ class UserAgent:
     def stop(self, _: HandlerArgs) -> None:
         """``_stop``: let go of every connection and request (nothing is answered now)."""
         for call in self.calls.values():
+            for reply in (call.postback, call.progress):
+                if reply is not None:
+                    reply.release()
             call.postback = call.progress = None
         self.calls.clear()
         self.by_request.clear()
@@ -120,25 +123,33 @@ class UserAgent:
             raise TypeError(
                 "ClientHTTP: post 'request' from a session: the response is posted back to it"
             )
-        postback = sender.postback(event, request, tag)
-        if self.shut_down:
-            postback(error_response(408, "Request timed out (component shut down)", request))
-            return
+        postback = Reply(kernel, sender.ID, event, request, tag)
         target = parse_target(request.target)
-        if target is None:
-            postback(error_response(400, "Unsupported URI scheme", request))
-            return
         try:
             proxies = proxies_of(proxy) if proxy else None
         except ValueError as exc:
-            postback(error_response(400, f"Proxy {exc}", request))
+            self.refuse(postback, 400, f"Proxy {exc}")
             return
-        progress = sender.postback(progress_event, request, tag) if progress_event else None
+        if self.shut_down:
+            self.refuse(postback, 408, "Request timed out (component shut down)")
+            return
+        if target is None:
+            self.refuse(postback, 400, "Unsupported URI scheme")
+            return
+        progress = None
+        if progress_event:
+            progress = Reply(kernel, sender.ID, progress_event, request, tag)
         call = Call(request, tag, postback, progress)
         self.calls[call.id] = call
         self.by_request[request] = call
         call.timer = kernel.delay_set("got_timeout", self.p.timeout, call.id)
         self.hop(call, request, target, proxies)
+
+    @staticmethod
+    def refuse(postback: Reply, status: int, message: str) -> None:
+        """Answer a request at once, before it is a pending one."""
+        postback(error_response(status, message, postback.request))
+        postback.release()
 
     def cancel(self, _: HandlerArgs) -> None:
         """``cancel`` (request): answer it 408 now, as POE does."""
@@ -319,13 +330,17 @@ class UserAgent:
         if call.timer is not None:
             self.transport.kernel.alarm_remove(call.timer)
             call.timer = None
-        postback, call.postback, call.progress = call.postback, None, None
+        postback, progress = call.postback, call.progress
+        call.postback = call.progress = None
+        if progress is not None:
+            progress.release()
         if postback is None:
             return
         if self.streaming:
             postback(response, None)
         else:
             postback(response)
+        postback.release()
 
     def waiting(self, call: Call) -> bool:
         """Whether ``call`` is queued for a connection."""

@@ -6,14 +6,13 @@ from __future__ import annotations
 import html
 import itertools
 import re
-from collections.abc import Callable
 from typing import Any
 
 from kernelish.http import Request, Response, reason_phrase
 
 from ._url import Target
 
-__all__ = ["Call", "error_response"]
+__all__ = ["Call", "Reply", "error_response"]
 
 # Call states.
 QUEUED = "queued"  # waiting for a connection (the pool's bounds)
@@ -24,6 +23,8 @@ DONE = "done"  # answered
 
 _ids = itertools.count(1)
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]+")
+#: The extra-reference tag a request holds on the session that posted it.
+_TAG = "ClientHTTP"
 
 
 def error_response(status: int, message: str, request: Request | None) -> Response:
@@ -46,6 +47,39 @@ def error_response(status: int, message: str, request: Request | None) -> Respon
     response.request = request
     response.detail = message
     return response
+
+
+class Reply:
+    """Where a request's answers go: POE's ``$sender->postback($event, $request, $tag)``.
+
+    Calling it posts ``event`` to the session that sent the request, ARG0
+    ``[request, tag]`` and ARG1 the call's arguments as a list.  Like a postback it keeps
+    that session alive (an extra reference) -- until :meth:`release`, which the
+    component calls with the last answer, rather than whenever the garbage collector
+    frees a closure (and without ``weakref.finalize``'s cost per request).
+    """
+
+    __slots__ = ("event", "kernel", "request", "session_id", "tag")
+
+    def __init__(
+        self, kernel: Any, session_id: int, event: str, request: Request, tag: Any
+    ) -> None:
+        self.kernel = kernel
+        self.session_id: int | None = session_id
+        self.event = event
+        self.request = request
+        self.tag = tag
+        kernel.refcount_increment(session_id, _TAG)
+
+    def __call__(self, *args: Any) -> None:
+        if self.session_id is not None:
+            self.kernel.post(self.session_id, self.event, [self.request, self.tag], list(args))
+
+    def release(self) -> None:
+        """Let go of the session (after the last answer)."""
+        session_id, self.session_id = self.session_id, None
+        if session_id is not None:
+            self.kernel.refcount_decrement(session_id, _TAG)
 
 
 class Call:
@@ -84,13 +118,13 @@ class Call:
         self,
         request: Request,
         tag: Any,
-        postback: Callable[..., Any],
-        progress: Callable[..., Any] | None,
+        postback: Reply,
+        progress: Reply | None,
     ) -> None:
         self.id = next(_ids)
         self.request = request
         self.tag = tag
-        self.postback: Callable[..., Any] | None = postback
+        self.postback: Reply | None = postback
         self.progress = progress
         self.state = QUEUED
         self.hops = 0

@@ -6,12 +6,15 @@ Discussion
 A keep-alive pool keeps connections between requests.  A ReadWrite would keep watching
 each one, and a watched handle keeps its session -- and the kernel -- alive: a program
 that made one request would run until the server or the pool timed the connection out
-(POE's does: Client::Keepalive holds it for 15 s).  This wheel watches its socket only
-while a request is on it: :meth:`Connection.park` stops watching, and a parked
-connection holds nothing but its descriptor, so a ClientHTTP with nothing to do lets
-the program end.  Whether a parked connection is still good is asked when it is taken
-again (:meth:`Connection.usable`: nothing buffered, and a ``MSG_PEEK`` that would
-block -- a server that closed it, or sent something unasked, makes it unusable).
+(POE's does: Client::Keepalive holds it for 15 s).  This wheel watches its socket while
+a request is on it and for a moment after (:meth:`Connection.park`): a server that
+closes an idle connection or sends something unasked has it closed at once, and a
+burst of requests reuses the watch instead of adding and removing it each time.  The
+pool then cools the connections idle longer than :data:`WARM` (0.1 s,
+:meth:`Connection.cool`): a cool connection holds nothing but its descriptor, so a
+ClientHTTP with nothing to do lets the program end.  Whether a parked connection is
+still good is asked again when it is taken (:meth:`Connection.usable`: nothing
+buffered, and a ``MSG_PEEK`` that would block).
 
 Input: each read goes through the :class:`~kernelish.filters.HTTPClient` filter, and all
 the records it yields come in one ``InputEvent(records, wheel_id)`` (one dispatch a
@@ -40,7 +43,10 @@ from kernelish.wheels import MODE_READ, MODE_WRITE, Wheel
 
 from .._tls import TLSDriver, close_notify
 
-__all__ = ["Connection"]
+__all__ = ["WARM", "Connection"]
+
+#: Seconds a parked connection keeps its watch (see the module notes).
+WARM = 0.1
 
 #: The most octets one read takes.
 _BLOCK = 65536
@@ -52,8 +58,8 @@ class Connection(Wheel):
     """One HTTP connection, plain or TLS (kernelish; see the module notes).
 
     ``key`` is the pool's name for where it goes; ``call`` the request on it now (the
-    component's business), ``reused`` whether it carried a request before, ``pid`` the
-    process that opened it (a connection is never used across a fork).
+    component's business), ``sent`` how many requests it carried, ``pid`` the process
+    that opened it (a connection is never used across a fork).
     """
 
     __slots__ = (
@@ -71,7 +77,7 @@ class Connection(Wheel):
         "idle_since",
         "key",
         "pid",
-        "reused",
+        "sent",
     )
 
     def __init__(
@@ -97,7 +103,7 @@ class Connection(Wheel):
         self._error: tuple[str, int, str] | None = None
         self.key = key
         self.call: Any = None
-        self.reused = False
+        self.sent = 0
         self.idle_since = 0.0
         self.pid = os.getpid()
 
@@ -120,6 +126,7 @@ class Connection(Wheel):
         if sock is None:
             return
         data = b"".join(self._filter.put([request]))
+        self.sent += 1
         if not self._reading:
             self._reading = True
             self.watch(sock, MODE_READ, Connection._on_read)
@@ -129,7 +136,7 @@ class Connection(Wheel):
             self._flush()
             return
         try:
-            written = os.write(self._fd, data)
+            written = sock.send(data)
         except (BlockingIOError, InterruptedError):
             written = 0
         except OSError as exc:
@@ -176,6 +183,9 @@ class Connection(Wheel):
     def _on_read(self) -> None:
         sock = self._sock
         if sock is None:
+            return
+        if self.call is None:  # parked: the server closed it, or sent something unasked
+            self.close()
             return
         try:
             if self._tls:
@@ -239,16 +249,24 @@ class Connection(Wheel):
     # -- the pool's questions ----------------------------------------------------------------
 
     def park(self) -> None:
-        """Between requests: watch nothing (see the module notes)."""
-        self._stop_reading()
+        """Between requests: keep watching, for now (see the module notes)."""
         self.call = None
-        self.reused = True
         self.idle_since = time.monotonic()
+
+    @property
+    def warm(self) -> bool:
+        """Parked and still watched."""
+        return self._reading and self.call is None
+
+    def cool(self) -> None:
+        """Parked a while: watch nothing any more."""
+        if self.call is None:
+            self._stop_reading()
 
     def usable(self) -> bool:
         """Whether a parked connection can carry another request: this process opened
         it, nothing is buffered or queued, and the server has neither closed it nor
-        sent anything unasked."""
+        sent anything unasked (a cool connection is asked with a ``MSG_PEEK``)."""
         sock = self._sock
         if (
             sock is None
@@ -258,6 +276,8 @@ class Connection(Wheel):
             or self._filter.outstanding
         ):
             return False
+        if self._reading:
+            return True  # still watched: a close or stray octets would have closed it
         try:
             # b"": the server closed it; anything else was sent unasked.
             sock.recv(1) if self._tls else sock.recv(1, socket.MSG_PEEK)

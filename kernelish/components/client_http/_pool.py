@@ -7,11 +7,11 @@ Client::Keepalive keeps at most ``max_per_host`` connections to one host and
 beyond the bounds until a connection frees.  This pool does the same book-keeping, with
 two differences:
 
-* An idle connection holds no watcher and no timer (see :mod:`._connection`): it is
-  checked when it is taken, and connections idle past ``KeepAlive`` are closed when the
-  pool is next used (:meth:`Pool.sweep`) -- never later than the next request, and
-  ``shutdown`` closes them all.  The last idle one taken is the first reused (the one
-  most likely still open at the server).
+* An idle connection is watched only for a moment (see :mod:`._connection`), and holds
+  no timer: it is checked when it is taken, and connections idle past ``KeepAlive`` are
+  closed when the pool is next used (:meth:`Pool.sweep`) -- never later than the next
+  request, and ``shutdown`` closes them all.  The last idle one taken is the first
+  reused (the one most likely still open at the server).
 * When ``MaxOpen`` is reached and another host's connection is idle, it is closed to
   make room, rather than making the request wait for a connection that will not come.
 
@@ -178,6 +178,19 @@ class Pool:
         return started
 
     # -- housekeeping ------------------------------------------------------------------------
+
+    def cool(self, idle_before: float) -> int:
+        """Stop watching the idle connections parked before ``idle_before``; return how
+        many idle ones are still watched."""
+        warm = 0
+        for host in self._hosts.values():
+            for conn in host.idle:
+                if conn.warm:
+                    if conn.idle_since < idle_before:
+                        conn.cool()
+                    else:
+                        warm += 1
+        return warm
 
     def sweep(self) -> None:
         """Close the idle connections kept past ``KeepAlive``."""

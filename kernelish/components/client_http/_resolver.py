@@ -218,13 +218,6 @@ class Resolver:
         while self._queue and self.running < self._max:
             self._start(self._queue.popleft())
 
-    def forget(self, answer: Lookup) -> None:
-        """Stop waiting with ``answer`` (its request went away); a lookup nobody waits for
-        any more still runs to its end, and its answer is cached."""
-        for pending in self._pending.values():
-            if answer in pending.waiters:
-                pending.waiters.remove(answer)
-
     def shutdown(self) -> None:
         """Kill the lookups still running; forget those waiting."""
         for pending in list(self._by_wheel.values()):

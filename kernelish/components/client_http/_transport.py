@@ -26,6 +26,7 @@ import itertools
 import os
 import socket
 import ssl
+import time
 from typing import TYPE_CHECKING, Any
 
 from kernelish import ARG0, ARG1, ARG2, ARG3, HandlerArgs, current_kernel
@@ -35,7 +36,7 @@ from kernelish.wheels import SocketFactory
 
 from .._tls import TLSHandshake, handshake_error, no_delay
 from ._call import CONNECTING, DONE, QUEUED, SENT, Call
-from ._connection import Connection
+from ._connection import WARM, Connection
 from ._params import ClientHTTPParams
 from ._pool import Pool
 from ._resolver import Answer, Resolver
@@ -89,6 +90,7 @@ class Transport:
         self._filters = {False: HTTPClient(**limits), True: HTTPClient(**limits, Proxy=True)}
         self._context = p.ssl_context
         self.attempts: dict[int, _Attempt] = {}
+        self._cool_timer: int | None = None
         #: wheel ID -> the attempt a SocketFactory or TLSHandshake serves, or the busy
         #: Connection
         self.wheels: dict[int, Any] = {}
@@ -103,6 +105,7 @@ class Transport:
             "got_tls_failed": self.got_connect_failed,
             "got_input": self.got_input,
             "got_io_error": self.got_io_error,
+            "got_pool_cool": self.got_pool_cool,
         }
         states.update(self.resolver.states())
         return states
@@ -152,7 +155,15 @@ class Transport:
             self.send(call, conn)
             return
         self.pool.park(conn)
+        if self._cool_timer is None:
+            self._cool_timer = self.kernel.delay_set("got_pool_cool", WARM)
         self.start_waiting()
+
+    def got_pool_cool(self, _: HandlerArgs) -> None:
+        """Idle connections parked a while stop being watched (see :mod:`._connection`)."""
+        self._cool_timer = None
+        if self.pool.cool(time.monotonic() - WARM):
+            self._cool_timer = self.kernel.delay_set("got_pool_cool", WARM)
 
     def lost(self, conn: Connection) -> None:
         """Close ``conn`` (in use until now); its place may serve a waiting request."""
@@ -374,7 +385,7 @@ class Transport:
         if call is None or call.state == DONE:
             return
         if (
-            conn.reused
+            conn.sent > 1
             and not call.retried
             and call.response is None
             and call.wire.method in _IDEMPOTENT
@@ -400,6 +411,9 @@ class Transport:
 
     def close_all(self) -> None:
         """Close every connection and stop every connect and lookup."""
+        if self._cool_timer is not None:
+            self.kernel.alarm_remove(self._cool_timer)
+            self._cool_timer = None
         for attempt in list(self.attempts.values()):
             attempt.call = None
             self.end_attempt(attempt)

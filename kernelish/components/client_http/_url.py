@@ -4,6 +4,7 @@ whether a host is proxied (HTTP::Request's URI, as Client::HTTP reads it)."""
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 from dataclasses import dataclass
 from urllib.parse import unquote, urljoin, urlsplit
@@ -26,9 +27,11 @@ class Target:
     authorization: str | None
 
 
+@functools.lru_cache(maxsize=512)
 def parse_target(url: str) -> Target | None:
     """The URL's parts, or None for anything but an absolute http or https URL with a
-    host and a valid port (POE answers those 400, "Unsupported URI scheme")."""
+    host and a valid port (POE answers those 400, "Unsupported URI scheme").  The last
+    512 URLs' parts are remembered: a daemon asks for the same few again and again."""
     try:
         parts = urlsplit(url.strip())
         port = parts.port
