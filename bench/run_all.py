@@ -51,6 +51,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         ["--repeats", "1", "--starts", "50", "--lines", "300000", "--seconds", "0.5"],
     ),
     "servers_tcp": (["--seconds", "2", "--repeats", "2"], ["--seconds", "1", "--repeats", "1"]),
+    "http_client": (["--seconds", "2", "--repeats", "3"], ["--seconds", "1", "--repeats", "1"]),
 }
 
 #: What bounds a target when it is missed.  No figure is written here: the
@@ -366,6 +367,7 @@ SECTIONS = [
     ("tcp_tls", "ServerTCP: TLS handshakes", "servers_tcp"),
     ("tcp_client", "ClientTCP: connect and one round trip", "servers_tcp"),
     ("http_parse", "HTTP parsing: httptools, h11 and the HTTPD filter", "http_parse"),
+    ("http_client", "ClientHTTP: requests per second", "http_client"),
 ]
 
 
