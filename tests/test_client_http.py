@@ -147,6 +147,26 @@ def test_streaming_posts_chunks_then_the_end() -> None:
     assert fetcher.progress == [[10, 10, b"0123456789"]]
 
 
+def test_http_1_0_asks_for_no_keep_alive() -> None:
+    server = Server(ok)
+    ClientHTTP.spawn(Alias="ua", Protocol="HTTP/1.0")
+    fetcher = Fetcher()
+    for i in range(2):
+        fetcher.get(server.url(f"/{i}"), i)
+        fetcher.wait(i + 1)
+    assert [r.version for r in server.requests] == ["1.0", "1.0"]
+    assert server.connections == 2
+
+
+def test_max_size_defaults_to_a_bound_unless_streaming() -> None:
+    from kernelish.components.client_http import ClientHTTPParams
+
+    assert ClientHTTPParams().body_limit() == 64 * 1024 * 1024
+    assert ClientHTTPParams(Streaming=4096).body_limit() is None
+    assert ClientHTTPParams(Streaming=4096, MaxSize=10).body_limit() == 10
+    assert ClientHTTPParams(MaxSize=None).body_limit() is None
+
+
 def redirector(request: Request, _: HandlerArgs) -> Response:
     path = request.path
     if path.startswith("/go/"):
@@ -173,6 +193,21 @@ def test_redirects_are_followed_with_the_method_rfc_9110_gives(status: int, meth
     assert response.previous is not None and response.previous.status == status
     assert response.previous.request.target == server.url(f"/go/{status}")
     assert fetcher.packets[0][0][0] is post  # ARG0 keeps the request posted
+
+
+def test_a_streamed_redirect_posts_only_the_last_body() -> None:
+    def answer(request: Request, _: HandlerArgs) -> Response:
+        if request.path == "/moved":
+            return Response(302, headers={"Location": "/here"}, body=b"not this")
+        return Response(200, body=b"this one")
+
+    server = Server(answer)
+    ClientHTTP.spawn(Alias="ua", Streaming=100, FollowRedirects=1)
+    fetcher = Fetcher()
+    fetcher.get(server.url("/moved"), "t")
+    fetcher.wait(1)
+    assert [p[1] for _a, p in fetcher.packets] == [b"this one", None]
+    assert fetcher.packets[0][1][0].previous.status == 302
 
 
 def test_redirects_are_bounded_and_off_by_default() -> None:

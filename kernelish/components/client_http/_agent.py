@@ -35,7 +35,7 @@ from typing import Any
 from kernelish import ARG0, ARG1, ARG2, ARG3, ARG4, KERNEL, SENDER, HandlerArgs, Session
 from kernelish.http import Headers, Request, Response
 
-from ._call import DONE, QUEUED, READING, Call, Reply, error_response
+from ._call import DONE, READING, Call, Reply, error_response
 from ._params import ClientHTTPParams, proxies_of
 from ._transport import Transport
 from ._url import Target, no_proxy_matches, parse_target, resolve_location
@@ -267,10 +267,6 @@ class UserAgent:
             response.body = body[0] if len(body) == 1 else b"".join(body)
         self.answer(call, response)
 
-    def failed(self, call: Call, status: int, message: str) -> None:
-        """The transport gave up on the request."""
-        self.fail(call, status, message)
-
     # -- redirects ----------------------------------------------------------------------------
 
     def redirect_target(self, call: Call, response: Response) -> Any:
@@ -341,10 +337,6 @@ class UserAgent:
         else:
             postback(response)
         postback.release()
-
-    def waiting(self, call: Call) -> bool:
-        """Whether ``call`` is queued for a connection."""
-        return call.state == QUEUED
 
 
 def _nothing(_: HandlerArgs) -> None:

@@ -144,11 +144,6 @@ class Call:
         #: (target, request) of the redirect to follow once this body is read, or None.
         self.redirect: tuple[Target, Request] | None = None
 
-    @property
-    def answered(self) -> bool:
-        """Whether the final answer went out."""
-        return self.state == DONE
-
     def begin_hop(self) -> None:
         """A new request (the first, a redirect's, a retry's) is about to go out."""
         self.state = QUEUED

@@ -63,6 +63,7 @@ class Connection(Wheel):
     """
 
     __slots__ = (
+        "_broken",
         "_driver",
         "_error",
         "_error_event",
@@ -101,6 +102,7 @@ class Connection(Wheel):
         self._reading = False
         self._writing = False
         self._error: tuple[str, int, str] | None = None
+        self._broken = False
         self.key = key
         self.call: Any = None
         self.sent = 0
@@ -169,6 +171,7 @@ class Connection(Wheel):
         self._writing = False
 
     def _fail_later(self, operation: str, exc: OSError) -> None:
+        self._broken = True  # never reused, even if the report finds it parked
         code = exc.errno or errno.EPIPE
         self._error = (operation, code, exc.strerror or os.strerror(code))
         self.defer(Connection._report)
@@ -270,6 +273,7 @@ class Connection(Wheel):
         sock = self._sock
         if (
             sock is None
+            or self._broken
             or self.pid != os.getpid()
             or self._writing
             or not self._filter.idle

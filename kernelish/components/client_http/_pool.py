@@ -55,21 +55,6 @@ class Pool:
         self._open = 0
         self._waiting = 0
 
-    @property
-    def open(self) -> int:
-        """Connections open or opening, idle ones included."""
-        return self._open
-
-    @property
-    def waiting(self) -> int:
-        """Requests waiting for a connection."""
-        return self._waiting
-
-    @property
-    def idle(self) -> int:
-        """Idle connections."""
-        return sum(len(host.idle) for host in self._hosts.values())
-
     def _host(self, key: Hashable) -> _Host:
         host = self._hosts.get(key)
         if host is None:

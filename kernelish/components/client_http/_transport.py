@@ -141,7 +141,7 @@ class Transport:
         except ValueError as exc:  # a field that would break the message
             call.conn = conn.call = None
             self.release(conn, reusable=True)
-            self.agent.failed(call, 400, str(exc))
+            self.agent.fail(call, 400, str(exc))
 
     def release(self, conn: Connection, *, reusable: bool) -> None:
         """``conn`` carries no request now: to the next request waiting for its place,
@@ -331,10 +331,10 @@ class Transport:
             call.attempt = None
             where = f"{attempt.host}:{attempt.port}"
             if operation == "connect" and errnum == errno.ETIMEDOUT:
-                self.agent.failed(call, 408, f"Connection to {where} failed: timeout")
+                self.agent.fail(call, 408, f"Connection to {where} failed: timeout")
             else:
                 message = f"Connection to {where} failed: {operation} error {errnum}: {errstr}"
-                self.agent.failed(call, 500, message)
+                self.agent.fail(call, 500, message)
         self.start_waiting()
 
     # -- reading the response ----------------------------------------------------------------
@@ -396,16 +396,16 @@ class Transport:
             return
         if errnum == errno.EFBIG:
             limit = self.p.body_limit()
-            self.agent.failed(
+            self.agent.fail(
                 call,
                 406,
                 f"Response content is longer than specified MaxSize of {limit}.  "
                 "Use range requests to retrieve specific amounts of content.",
             )
         elif not errnum:
-            self.agent.failed(call, 400, "incomplete response: the server closed the connection")
+            self.agent.fail(call, 400, "incomplete response: the server closed the connection")
         else:
-            self.agent.failed(call, 400, f"{operation} error {errnum}: {errstr}")
+            self.agent.fail(call, 400, f"{operation} error {errnum}: {errstr}")
 
     # -- the end -----------------------------------------------------------------------------
 
