@@ -174,6 +174,8 @@ def redirector(request: Request, _: HandlerArgs) -> Response:
         return Response(status, headers={"Location": "/landed"})
     if path == "/loop":
         return Response(302, headers={"Location": "/loop"})
+    if path == "/chain":
+        return Response(303, headers={"Location": "/go/307"})
     return Response(200, body=f"{request.method} {request.body.decode()}".encode())
 
 
@@ -208,6 +210,18 @@ def test_a_streamed_redirect_posts_only_the_last_body() -> None:
     fetcher.wait(1)
     assert [p[1] for _a, p in fetcher.packets] == [b"this one", None]
     assert fetcher.packets[0][1][0].previous.status == 302
+
+
+def test_a_303_then_a_307_stays_a_get_without_the_body_fields() -> None:
+    server = Server(redirector)
+    ClientHTTP.spawn(Alias="ua", FollowRedirects=2)
+    fetcher = Fetcher()
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    fetcher.get(Request("POST", server.url("/chain"), headers=form, body=b"a=1"), "t")
+    (_t, response), *_ = fetcher.wait(1)
+    assert (response.status, response.body) == (200, b"GET ")
+    assert [r.method for r in server.requests] == ["POST", "GET", "GET"]
+    assert "Content-Type" not in server.requests[-1].headers
 
 
 def test_redirects_are_bounded_and_off_by_default() -> None:

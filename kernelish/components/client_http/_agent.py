@@ -28,6 +28,7 @@ response.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from typing import Any
@@ -285,8 +286,8 @@ class UserAgent:
         if call.hops >= limit:
             response.headers["Client-Warning"] = f"Redirect loop detected (FollowRedirects {limit})"
             return None
-        old = call.request
-        method, body = call.wire.method, call.wire.body
+        old = call.wire  # the hop before, as sent: a 303 before a 307 stays a GET
+        method, body = old.method, old.body
         headers = Headers(old.headers)
         status = response.status
         if method != "HEAD" and (status == 303 or (status in (301, 302) and method == "POST")):
@@ -315,6 +316,10 @@ class UserAgent:
         if call.state == DONE:
             return
         self.transport.abandon(call)
+        log.info(
+            "%d: ClientHTTP %s %s: %d %s", os.getpid(), call.wire.method, call.wire.target,
+            status, message,
+        )  # fmt: skip
         self.answer(call, error_response(status, message, call.wire))
 
     def answer(self, call: Call, response: Response) -> None:
