@@ -408,6 +408,18 @@ def test_a_request_after_shutdown_is_answered_408_at_once() -> None:
     assert (response.status, errmsg(response)) == (408, "Request timed out (component shut down)")
 
 
+def test_a_request_that_is_not_one_is_answered_400_and_the_component_goes_on() -> None:
+    server = Server(ok)
+    ClientHTTP.spawn(Alias="ua")
+    fetcher = Fetcher()
+    fetcher.get(42, "not a request")  # type: ignore[arg-type]
+    fetcher.get(server.url(), "fine")
+    answers = dict(fetcher.wait(2))
+    assert answers["not a request"].status == 400
+    assert "must be a Request or a URL, not int" in errmsg(answers["not a request"])
+    assert answers["fine"].status == 200
+
+
 def test_spawn_refuses_bad_parameters() -> None:
     with pytest.raises(ParameterError, match=r"Protocol must be 'HTTP/1\.1' or 'HTTP/1\.0'"):
         ClientHTTP.spawn(Protocol="HTTP/0.9")

@@ -113,18 +113,20 @@ class UserAgent:
         """``request`` (response_event, request, tag, progress_event, proxy)."""
         kernel, sender = _[KERNEL], _[SENDER]
         event, request, tag, progress_event, proxy = _[ARG0], _[ARG1], _[ARG2], _[ARG3], _[ARG4]
+        if not isinstance(sender, Session):
+            # A program's mistake, but no reason to stop the component (POE dies here).
+            log.error(
+                "%d: ClientHTTP: a 'request' posted from outside a session cannot be "
+                "answered (post it from a handler)", os.getpid(),
+            )  # fmt: skip
+            return
         if isinstance(request, str):
             request = Request("GET", request)
-        if not isinstance(request, Request):
-            raise TypeError(
-                f"ClientHTTP: 'request' takes a Request (or a URL) as ARG1, "
-                f"not {type(request).__name__}"
-            )
-        if not isinstance(sender, Session):
-            raise TypeError(
-                "ClientHTTP: post 'request' from a session: the response is posted back to it"
-            )
         postback = Reply(kernel, sender.ID, event, request, tag)
+        if not isinstance(request, Request):
+            kind = type(request).__name__
+            self.refuse(postback, 400, f"ARG1 of 'request' must be a Request or a URL, not {kind}")
+            return
         target = parse_target(request.target)
         try:
             proxies = proxies_of(proxy) if proxy else None
@@ -149,7 +151,8 @@ class UserAgent:
     @staticmethod
     def refuse(postback: Reply, status: int, message: str) -> None:
         """Answer a request at once, before it is a pending one."""
-        postback(error_response(status, message, postback.request))
+        request = postback.request if isinstance(postback.request, Request) else None
+        postback(error_response(status, message, request))
         postback.release()
 
     def cancel(self, _: HandlerArgs) -> None:

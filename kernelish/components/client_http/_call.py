@@ -61,9 +61,7 @@ class Reply:
 
     __slots__ = ("event", "kernel", "request", "session_id", "tag")
 
-    def __init__(
-        self, kernel: Any, session_id: int, event: str, request: Request, tag: Any
-    ) -> None:
+    def __init__(self, kernel: Any, session_id: int, event: str, request: Any, tag: Any) -> None:
         self.kernel = kernel
         self.session_id: int | None = session_id
         self.event = event
