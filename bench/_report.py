@@ -111,6 +111,7 @@ SECTIONS = [
     ("tcp_client", "ClientTCP: connect and one round trip", "servers_tcp"),
     ("http_parse", "HTTP parsing: httptools, h11 and the HTTPD filter", "http_parse"),
     ("http_server", "ServerHTTP under the pre-forking Daemon (wrk)", "http_server"),
+    ("http_client", "ClientHTTP: requests per second", "http_client"),
 ]
 
 

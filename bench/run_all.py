@@ -53,6 +53,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "servers_tcp": (["--seconds", "2", "--repeats", "2"], ["--seconds", "1", "--repeats", "1"]),
     "http_server": (["--seconds", "3", "--repeats", "2"], ["--seconds", "1", "--repeats", "1"]),
+    "http_client": (["--seconds", "2", "--repeats", "3"], ["--seconds", "1", "--repeats", "1"]),
 }
 
 #: What bounds a target when it is missed.  No figure is written here: the

@@ -38,6 +38,7 @@ OTHER_EXPORTS: list[tuple[str, list[str]]] = [
             "Map",
             "Grep",
             "HTTPD",
+            "HTTPClient",
         ],
     ),
     (
@@ -49,6 +50,7 @@ OTHER_EXPORTS: list[tuple[str, list[str]]] = [
     ("kernelish.components.server_tcp", ["ServerTCP"]),
     ("kernelish.components.server_http", ["ServerHTTP", "ServerResponse", "Connection"]),
     ("kernelish.components.client_tcp", ["ClientTCP"]),
+    ("kernelish.components.client_http", ["ClientHTTP"]),
 ]
 
 

@@ -3,6 +3,8 @@
 from kernelish.filters._base import Filter, FilterError, RecordTooLong
 from kernelish.filters._block import Block
 from kernelish.filters._grep import Grep
+from kernelish.filters._httpclient import HTTPClient
+from kernelish.filters._httpclient_reader import BadResponse, ContentTooLong, IncompleteResponse
 from kernelish.filters._httpd import HTTPD
 from kernelish.filters._line import Line
 from kernelish.filters._map import Map
@@ -13,10 +15,14 @@ from kernelish.filters._stream import Stream
 
 __all__ = [
     "HTTPD",
+    "BadResponse",
     "Block",
+    "ContentTooLong",
     "Filter",
     "FilterError",
     "Grep",
+    "HTTPClient",
+    "IncompleteResponse",
     "Line",
     "Map",
     "RecordBlock",

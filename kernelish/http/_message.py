@@ -200,6 +200,7 @@ class Response:
         "detail",
         "headers",
         "prepared",
+        "previous",
         "reason",
         "request",
         "send_body",
@@ -229,6 +230,8 @@ class Response:
         self.prepared = False
         #: For an error the filter found: what was wrong, for the log (not sent).
         self.detail = ""
+        #: The response this one follows after a redirect (HTTP::Response ``previous``).
+        self.previous: Response | None = None
 
     @classmethod
     def error(cls, status: int, detail: str = "", request: Request | None = None) -> Response:
@@ -291,6 +294,26 @@ class Response:
     def is_error(self) -> bool:
         """4xx or 5xx (HTTP::Response ``is_error``)."""
         return self.status >= 400
+
+    @property
+    def is_success(self) -> bool:
+        """2xx (HTTP::Response ``is_success``)."""
+        return 200 <= self.status < 300
+
+    @property
+    def is_redirect(self) -> bool:
+        """3xx (HTTP::Response ``is_redirect``)."""
+        return 300 <= self.status < 400
+
+    @property
+    def is_info(self) -> bool:
+        """1xx (HTTP::Response ``is_info``)."""
+        return self.status < 200
+
+    @property
+    def status_line(self) -> str:
+        """``'404 Not Found'`` (HTTP::Response ``status_line``)."""
+        return f"{self.status} {self.reason or reason_phrase(self.status) or 'Unknown code'}"
 
     @property
     def streaming(self) -> bool:
