@@ -596,11 +596,12 @@ class Dispatcher:
                             heappop(timers)
                             if not timers:
                                 queue.next_bucket()
-                            event = timer[2]
-                            if event.cancelled:
+                            event = timer_entries.get(timer[1])  # type: ignore[assignment]
+                            if event is None or event.priority != timer[0]:
+                                # Cancelled, or moved: a dead entry (see _queue).
                                 queue.dead_timers -= 1
                                 continue
-                            del timer_entries[event.id]
+                            del timer_entries[timer[1]]
                     elif budget and fifo:
                         event = popleft()
                         budget -= 1

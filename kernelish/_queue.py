@@ -11,11 +11,16 @@ We keep the same order with two structures:
 
 * posts, yields and signals go to a deque -- their priorities only grow, so
   the deque *is* sorted, and append/popleft are O(1);
-* timers go to binary heaps of ``(due, id, event)`` entries (tuples of a
-  float and an int compare in C, never calling Python), O(log n) to set and
-  to fire, with an id -> event map so ``alarm_remove`` and ``delay(name)``
-  cancel lazily (the event's ``cancelled`` flag is set).  The heaps are
-  rebuilt when dead entries outnumber live ones.
+* timers go to binary heaps of ``(due, id)`` entries, O(log n) to set and to
+  fire, with ``timer_entries``, an id -> event map, the truth of which
+  timers are queued: a heap entry is live while that map holds its ID with
+  that due time, so ``alarm_remove`` and ``delay(name)`` cancel lazily (the
+  ID leaves the map) and a rescheduled timer leaves a dead entry behind.
+  A tuple of a float and an int compares in C, never calling Python, and
+  once the garbage collector has seen it, it is no longer tracked: a million
+  queued timers are a million objects for the collector to walk (the
+  events), not two.  The heaps are rebuilt when dead entries outnumber live
+  ones.
 
 The timers due soon are not in one heap but in one small heap per 1/256 s
 of due time (a *bucket*), with a heap of bucket keys above them;
@@ -60,8 +65,8 @@ from ._event import Event
 
 __all__ = ["EventQueue", "TimerEntry"]
 
-#: A timer in a heap: its due time and ID first, so heaps compare in C.
-TimerEntry = tuple[float, int, Event]
+#: A timer in a heap: its due time and its ID (the event is in ``timer_entries``).
+TimerEntry = tuple[float, int]
 
 #: Buckets per second of due time (see the module's discussion).
 BUCKETS_PER_SECOND = 256
@@ -140,7 +145,7 @@ class EventQueue:
                 self.dead_timers -= 1
                 continue
             due = event.priority
-            entry = (due, event.id, event)
+            entry = (due, event.id)
             # int() truncates toward zero, so two buckets around 0 merge into
             # one: harmless, the key only has to grow with the due time.
             key = int(due * BUCKETS_PER_SECOND)
@@ -178,9 +183,11 @@ class EventQueue:
         while not keys and far:
             buckets = self._buckets
             horizon = self._horizon = int(far[0][0] * BUCKETS_PER_SECOND) + NEAR_KEYS
+            entries = self.timer_entries
             while far and int(far[0][0] * BUCKETS_PER_SECOND) < horizon:
                 entry = heapq.heappop(far)
-                if entry[2].cancelled:
+                live = entries.get(entry[1])
+                if live is None or live.priority != entry[0]:
                     self.dead_timers -= 1
                     continue
                 key = int(entry[0] * BUCKETS_PER_SECOND)
@@ -198,7 +205,8 @@ class EventQueue:
         if self.pending:
             self.file_pending()
         head = self.timer_head
-        while head and head[0][2].cancelled:
+        entries = self.timer_entries
+        while head and not _live(entries, head[0]):
             heapq.heappop(head)
             self.dead_timers -= 1
             if not head:
@@ -216,7 +224,7 @@ class EventQueue:
 
     def reschedule_timer(self, event: Event, priority: float) -> Event:
         """Move a queued timer to a new due time; returns the event now
-        queued (a copy: the old entry stays in the heap, cancelled)."""
+        queued (a copy with the same ID: the old heap entry is dead)."""
         moved = event.moved(priority)
         event.cancelled = True
         self.dead_timers += 1
@@ -232,8 +240,9 @@ class EventQueue:
     def _compact_timers(self) -> None:
         # Each heap filtered where it is: the structure stays as it was.
         buckets = self._buckets
+        entries = self.timer_entries
         for key, bucket in list(buckets.items()):
-            live = [e for e in bucket if not e[2].cancelled]
+            live = [e for e in bucket if _live(entries, e)]
             if live:
                 heapq.heapify(live)
                 buckets[key] = live
@@ -241,7 +250,7 @@ class EventQueue:
                 del buckets[key]
         self._bucket_keys[:] = buckets
         heapq.heapify(self._bucket_keys)
-        self._far[:] = [e for e in self._far if not e[2].cancelled]
+        self._far[:] = [e for e in self._far if _live(entries, e)]
         heapq.heapify(self._far)
         self.pending[:] = [e for e in self.pending if not e.cancelled]
         self.dead_timers = 0
@@ -289,6 +298,12 @@ class EventQueue:
 
 
 _due = attrgetter("priority")
+
+
+def _live(entries: dict[int, Event], entry: TimerEntry) -> bool:
+    """Whether a heap entry is a queued timer (not cancelled, not moved)."""
+    event = entries.get(entry[1])
+    return event is not None and event.priority == entry[0]
 
 
 def _order(event: Event) -> tuple[float, int]:
