@@ -9,13 +9,19 @@ verbatim excerpt of PATH.  ``mkdocs build --strict`` itself runs in
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
+
+from tests._support import reaper
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -103,3 +109,65 @@ def test_every_include_exists_and_every_concept_is_included() -> None:
             included.add(match["path"])
     for example in CONCEPTS:
         assert f"examples/{example.name}" in included, f"{example.name} is not in the docs"
+
+
+README_BLOCKS = re.compile(r"^```python\n(?P<code>.*?)^```\s*$", re.MULTILINE | re.DOTALL).findall(
+    (ROOT / "README.md").read_text()
+)
+
+
+def _ask(port: int, request: bytes, want: bytes) -> bytes:
+    """``request`` to 127.0.0.1:``port`` until an answer holds ``want`` (a bounded poll:
+    the server may still be starting its children)."""
+    deadline = time.monotonic() + 10
+    got = b""
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
+                sock.sendall(request)
+                got = b""
+                while want not in got and (chunk := sock.recv(4096)):
+                    got += chunk
+                if want in got:
+                    return got
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"no {want!r} from port {port}: last answer {got!r}")
+
+
+@pytest.mark.parametrize(
+    "code", README_BLOCKS, ids=[f"README#{n}" for n in range(len(README_BLOCKS))]
+)
+def test_readme_server_serves_and_stops(code: str, tmp_path: Path) -> None:
+    """Each server of the README runs as written (on a free port instead of 8080), answers
+    a client, and ends with status 0 and no traceback on SIGTERM."""
+    assert "8080" in code and "poe_kernel.run()" in code
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = tmp_path / "readme.py"
+    script.write_text(code.replace("8080", str(port)))
+    errors = tmp_path / "stderr"
+    with reaper() as procs, errors.open("w") as stderr_file:
+        proc = subprocess.Popen(
+            [sys.executable, str(script)],
+            cwd=tmp_path,
+            stderr=stderr_file,
+            start_new_session=True,
+        )
+        procs.add_session(proc.pid)
+        if "ServerHTTP" in code:
+            _ask(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"Hello")
+            _ask(
+                port,
+                b"GET /server-status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                b"200 OK",
+            )
+        else:
+            _ask(port, b"PING\r\n", b"PONG")
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    stderr = errors.read_text()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr, stderr
