@@ -171,3 +171,17 @@ def test_readme_server_serves_and_stops(code: str, tmp_path: Path) -> None:
     stderr = errors.read_text()
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr, stderr
+
+
+def test_no_merge_conflict_markers() -> None:
+    """A merge left unresolved cannot land: no tracked text file holds conflict markers."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "*.md", "*.py", "*.toml", "*.yml", "Makefile"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    marker = re.compile(r"^(<{7} |={7}$|>{7} )", re.MULTILINE)
+    bad = [name for name in tracked if marker.search((ROOT / name).read_text())]
+    assert not bad, f"conflict markers in {bad}"
