@@ -10,8 +10,9 @@ with its eleven fields stored is built in about 80 ns on the reference
 machine -- faster than the 11-item list the kernel used before (list display
 plus the object.__new__ of the handler's argument), and what a compiler
 such as mypyc turns into a C struct.  Timers sit in heaps as
-``(due, id, event)`` tuples (see :mod:`._queue`), so the heap compares floats
-and ints in C and never calls Python.
+``(due, id)`` tuples, the event in the queue's ``timer_entries`` (see
+:mod:`._queue`), so the heap compares floats and ints in C, never calls
+Python, and the collector need not track its entries.
 
 Every event's ``id`` comes from one process-wide sequence shared by every
 kind (POE's item IDs), so the ID ``delay_set`` returns is an ordinary queue
