@@ -251,7 +251,12 @@ class WSGIHandler:
             signal.signal(signal.SIGALRM, _on_alarm)
 
     def __call__(self, _: HandlerArgs) -> None:
-        request, response = _[ARG0], _[ARG1]
+        """The ServerHTTP handler: ``_[ARG0]`` the request, ``_[ARG1]`` its response."""
+        self.run(_[ARG0], _[ARG1])
+
+    def run(self, request: Any, response: Any) -> None:
+        """Answer ``request`` through ``response`` (a ServerResponse, or the
+        sync worker's) with the application."""
         app = self._app or self.load()
         conn = response.connection
         environ = wsgi_environ(

@@ -35,13 +35,16 @@ import signal
 import socket
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 from kernelish import ARG1, ARG2, KERNEL, HandlerArgs, Session, poe_kernel
+from kernelish._activation import take_inherited_socket
 
 from ._adapter import WSGIHandler
 from ._app import check_app_spec, import_app
-from ._config import LEVELS, ServeConfig, serve_config
+from ._config import LEVELS, Bind, ServeConfig, serve_config
+from ._sync import SyncWorker
 
 __all__ = ["WORKER_BOOT_ERROR", "Arbiter", "ReopenableFileHandler", "serve"]
 
@@ -237,12 +240,110 @@ def serve(app: Any, **options: Any) -> int:
 def _run(config: ServeConfig, handler: WSGIHandler) -> int:
     from kernelish.components.daemon import Daemon, DaemonComponent
     from kernelish.components.daemon._process import install_log_handler
-    from kernelish.components.server_http import ServerHTTP
 
     install_log_handler(False)  # the lines below (a logfile's come through it too)
 
     bind = config.bind
     access, access_file = _access_log(config.access_logfile)
+    if sync_worker(config):
+        try:
+            sock = _listen(bind)
+        except OSError as exc:
+            sys.stderr.write(f"kernelish serve: cannot listen on {bind}: {exc}\n")
+            return 1
+        port = sock.getsockname()[1] if bind.unix is None else None
+        SyncWorker(
+            sock,
+            handler,
+            header_timeout=config.header_timeout,
+            write_timeout=config.timeout or 60.0,
+            max_content=config.limit_request_body,
+            max_request_line=config.limit_request_line or 8190,
+            max_fields=config.limit_request_fields or 32768,
+            max_field_size=config.limit_request_field_size or 65536,
+            access=access if isinstance(access, logging.Logger) else None,
+            server_header=config.server_header,
+        )
+    else:
+        port = _server_http(config, handler, access)
+        if port is False:
+            sys.stderr.write(f"kernelish serve: cannot listen on {bind}\n")
+            return 1
+    if port is not None:
+        handler.server_name = bind.host
+        print(f"PORT={port}", flush=True)
+    daemon = DaemonComponent.spawn(
+        alias="Daemon",
+        detach=config.daemon,
+        logfile=config.error_logfile if config.error_logfile not in (None, "-") else None,
+        pidfile=config.pidfile,
+        user=config.user,
+        group=config.group,
+        notify=config.notify,
+        start_children=config.workers,
+        max_children=config.workers,
+        min_spare=config.workers,
+        max_spare=config.workers,
+        requests=config.max_requests or _NO_LIMIT,
+        shutdown_timeout=config.graceful_timeout,
+    )
+    arbiter = Arbiter(config, handler, daemon)
+    arbiter.access_file = access_file
+    where = f"{bind.host}:{port}" if port is not None else str(bind)
+    kind = "sync" if sync_worker(config) else f"ServerHTTP, {config.worker_connections} connections"
+    log.info("%d: Listening at: %s (%d workers: %s)", os.getpid(), where, config.workers, kind)
+    poe_kernel.run()
+    if Daemon.is_child():
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        if access_file is not None:
+            access_file.flush()
+        os._exit(0)
+    return WORKER_BOOT_ERROR if arbiter.boot_failed else 0
+
+
+def sync_worker(config: ServeConfig) -> bool:
+    """Whether the children are sync workers (:mod:`._sync`) rather than
+    ServerHTTP: one connection at a time, no keep-alive, no status page."""
+    return (
+        config.worker_connections == 1
+        and not config.keep_alive
+        and config.status is None
+        and config.metrics is None
+    )
+
+
+def _listen(bind: Bind) -> socket.socket:
+    """The listening socket: systemd's (socket activation), else bound here."""
+    sock = take_inherited_socket()
+    if sock is None:
+        if bind.unix is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            path = Path(bind.unix)
+            if path.is_socket():
+                path.unlink()  # a previous run's
+            sock.bind(bind.unix)
+        else:
+            family = socket.AF_INET6 if ":" in bind.host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((bind.host, bind.port))
+            except OSError:
+                sock.close()
+                raise
+        sock.listen(2048)  # gunicorn's backlog
+    sock.setblocking(False)
+    sock.set_inheritable(False)
+    return sock
+
+
+def _server_http(config: ServeConfig, handler: WSGIHandler, access: Any) -> int | bool | None:
+    """ServerHTTP with Daemon=True answering with ``handler``: its port
+    (None for a UNIX socket), False if it could not listen."""
+    from kernelish.components.server_http import ServerHTTP
+
+    bind = config.bind
     listen: dict[str, Any] = (
         {"Address": bind.unix, "Domain": socket.AF_UNIX}
         if bind.unix is not None
@@ -272,35 +373,5 @@ def _run(config: ServeConfig, handler: WSGIHandler) -> int:
         Metrics=config.metrics,
     )
     if server.address is None:
-        sys.stderr.write(f"kernelish serve: cannot listen on {bind}\n")
-        return 1
-    if server.port is not None:
-        handler.server_name = bind.host
-        print(f"PORT={server.port}", flush=True)
-    daemon = DaemonComponent.spawn(
-        alias="Daemon",
-        detach=config.daemon,
-        logfile=config.error_logfile if config.error_logfile not in (None, "-") else None,
-        pidfile=config.pidfile,
-        user=config.user,
-        group=config.group,
-        notify=config.notify,
-        start_children=config.workers,
-        max_children=config.workers,
-        min_spare=config.workers,
-        max_spare=config.workers,
-        requests=config.max_requests or _NO_LIMIT,
-        shutdown_timeout=config.graceful_timeout,
-    )
-    arbiter = Arbiter(config, handler, daemon)
-    arbiter.access_file = access_file
-    where = f"{bind.host}:{server.port}" if server.port is not None else str(bind)
-    log.info("%d: Listening at: %s (%d workers)", os.getpid(), where, config.workers)
-    poe_kernel.run()
-    if Daemon.is_child():
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        if access_file is not None:
-            access_file.flush()
-        os._exit(0)
-    return WORKER_BOOT_ERROR if arbiter.boot_failed else 0
+        return False
+    return server.port
