@@ -252,7 +252,7 @@ def _run(config: ServeConfig, handler: WSGIHandler) -> int:
             sys.stderr.write(f"kernelish serve: cannot listen on {bind}: {exc}\n")
             return 1
         port = sock.getsockname()[1] if bind.unix is None else None
-        SyncWorker(
+        worker = SyncWorker(
             sock,
             handler,
             header_timeout=config.header_timeout,
@@ -264,6 +264,7 @@ def _run(config: ServeConfig, handler: WSGIHandler) -> int:
             access=access if isinstance(access, logging.Logger) else None,
             server_header=config.server_header,
         )
+        worker.warm_up()
     else:
         port = _server_http(config, handler, access)
         if port is False:
