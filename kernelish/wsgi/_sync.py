@@ -59,6 +59,8 @@ __all__ = ["SyncResponse", "SyncWorker"]
 
 log = logging.getLogger("kernelish.wsgi")
 
+#: Connections a child accepts in a row before the kernel's loop runs again.
+ACCEPT_BATCH = 16
 #: Seconds a refused connection is drained before it is closed.
 LINGER_SECONDS = 1.0
 #: Errors of accept(2) that mean "out of a resource": back off, do not spin.
@@ -157,6 +159,7 @@ class SyncWorker:
         self.base_headers = [("Server", server_header)]
         self.local_ip, self.local_port = _local(sock)
         self.update: Any = None
+        self.role: Any = None
         self.session = Session.create(
             inline_states={
                 "_start": self._start,
@@ -164,6 +167,7 @@ class SyncWorker:
                 "daemon_shutdown": self._stop,
                 "sync_accept": self._accept,
                 "sync_resume": self._resume,
+                "shutdown": self._quota,
             }
         )
 
@@ -200,9 +204,15 @@ class SyncWorker:
         from kernelish.components.daemon import Daemon
 
         kernel = _[KERNEL]
-        alias = Daemon.alias
-        call = kernel.call
-        self.update = lambda status: call(alias, "update_status", status)
+        component = Daemon._component() if Daemon._component is not None else None
+        role = component.child if component is not None else None
+        if role is not None:
+            # The Daemon's own update_status state is this call: made
+            # directly, twice a request, it skips the kernel's dispatch.
+            self.update, self.role = role.update_status, role
+        else:  # a Daemon without children (tests): through the kernel
+            alias, call = Daemon.alias, kernel.call
+            self.update = lambda status: call(alias, "update_status", status)
         self.update("wait")
         kernel.select_read(self.sock, "sync_accept")
 
@@ -214,28 +224,41 @@ class SyncWorker:
         kernel.sig("daemon_shutdown")
         kernel.alias_remove("kernelish.wsgi.sync")
 
+    def _quota(self, _: HandlerArgs) -> None:
+        """The role's ``shutdown`` (its ``yield_``) lands here when it was
+        called from this session: the child served its requests; pass it on."""
+        from kernelish.components.daemon import Daemon
+
+        _[KERNEL].call(Daemon.alias, "shutdown")
+
     def _resume(self, _: HandlerArgs) -> None:
         _[KERNEL].select_resume_read(self.sock)
 
     def _accept(self, _: HandlerArgs) -> None:
-        try:
-            conn, addr = self.sock.accept()
-        except (BlockingIOError, InterruptedError):
-            return  # another child took it
-        except OSError as exc:
-            if exc.errno in _EXHAUSTED:
-                log.warning("%d: accept: %s; pausing for 0.1 s", os.getpid(), exc)
-                kernel = _[KERNEL]
-                kernel.select_pause_read(self.sock)
-                kernel.delay("sync_resume", 0.1)
-            return
-        update = self.update
-        update("req")
-        try:
-            self.serve(conn, addr)
-        finally:
-            conn.close()
-            update("done")
+        """Accept and serve connections while there are some, up to
+        :data:`ACCEPT_BATCH` (gunicorn's sync worker accepts until EAGAIN;
+        the batch bounds how long a TERM waits for the kernel's loop)."""
+        sock, update, role = self.sock, self.update, self.role
+        for _n in range(ACCEPT_BATCH):
+            try:
+                conn, addr = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return  # none left, or another child took it
+            except OSError as exc:
+                if exc.errno in _EXHAUSTED:
+                    log.warning("%d: accept: %s; pausing for 0.1 s", os.getpid(), exc)
+                    kernel = _[KERNEL]
+                    kernel.select_pause_read(sock)
+                    kernel.delay("sync_resume", 0.1)
+                return
+            update("req")
+            try:
+                self.serve(conn, addr)
+            finally:
+                conn.close()
+                update("done")
+            if role is not None and (role.leaving or role.served >= role.max_requests):
+                return  # its last request (max_requests): the Daemon stops it
 
     # -- one connection ------------------------------------------------------------------------
 
