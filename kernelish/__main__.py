@@ -11,8 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kernelish import _control
-from kernelish.wsgi import _cli as _wsgi_cli
+from kernelish import _control, wsgi
 
 __all__ = ["main"]
 
@@ -40,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         "--clients", type=int, default=4, help="concurrent client connections (default: 4)"
     )
     _control.add_subcommands(commands)
-    _wsgi_cli.add_subcommand(commands)
+    wsgi.add_subcommand(commands)
     return parser
 
 
@@ -49,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in _control.COMMANDS:
         return _control.run(args)
-    if args.command == _wsgi_cli.COMMAND:
-        return _wsgi_cli.run(args)
+    if args.command == wsgi.COMMAND:
+        return wsgi.run_command(args)
     from kernelish.demo import DemoOptions, run
 
     options = DemoOptions(

@@ -93,7 +93,7 @@ class Served:
     """``kernelish serve SPEC -b 127.0.0.1:0 ARGS`` in ``tmp``, its port read;
     stopped (TERM, then KILL) and waited for when the test ends."""
 
-    running: list[Served] = []
+    running: list[Any] = []
 
     def __init__(
         self, tmp: Path, procs: ProcessReaper, spec: str, *args: str, source: str = APP
@@ -610,3 +610,65 @@ def test_wsgi_app_example(tmp_path: Path, procs: ProcessReaper) -> None:
     assert re.search(r'"GET /count\?n=3 HTTP/1\.1" 200 6', logfile.read_text())
     os.kill(pid, signal.SIGTERM)
     wait_until(lambda: gone(pid), 10, "the daemon to stop")
+
+
+# -- systemd: socket activation and notify ----------------------------------------------------
+
+
+def test_socket_activation_and_notify(tmp_path: Path, procs: ProcessReaper) -> None:
+    """Started as systemd starts a socket-activated ``Type=notify`` unit: the
+    inherited socket (fd 3, ``LISTEN_FDS``) is served instead of ``--bind``,
+    and ``READY=1`` comes on ``NOTIFY_SOCKET`` once the workers run."""
+    (tmp_path / "wsgiapp.py").write_text(APP)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(10)
+    launcher = (
+        "import os, sys; os.dup2(int(sys.argv[1]), 3); "
+        "os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid())); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'kernelish', *sys.argv[2:]])"
+    )
+    args = [
+        "serve",
+        "wsgiapp:application",
+        "-b",
+        "127.0.0.1:1",
+        "-w",
+        "2",
+        "--chdir",
+        str(tmp_path),
+    ]
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
+    with listener, notify:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", launcher, str(listener.fileno()), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(listener.fileno(),),
+            env=env,
+            start_new_session=True,
+        )
+        procs.add(proc.pid)
+        procs.add_session(proc.pid)
+        Served.running.append(_Bare(proc))
+        assert _readline(proc, 15) == f"PORT={port}"
+        messages = b""
+        while b"READY=1" not in messages:
+            messages += notify.recv(4096)
+        assert f"MAINPID={proc.pid}".encode() in messages
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/activated")
+    response = conn.getresponse()
+    assert response.status == 200 and response.read().decode().endswith("GET /activated ")
+    conn.close()
+
+
+class _Bare:
+    """A process the teardown stops like a Served one."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc

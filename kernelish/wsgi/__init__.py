@@ -12,16 +12,22 @@ from ._adapter import WSGIApp as WSGIApp
 from ._adapter import WSGIHandler as WSGIHandler
 from ._app import AppImportError as AppImportError
 from ._app import import_app as import_app
+from ._cli import COMMAND as COMMAND
+from ._cli import add_subcommand as add_subcommand
+from ._cli import run as run_command
 from ._config import ServeConfig as ServeConfig
 from ._config import ServeConfigError as ServeConfigError
 from ._serve import serve as serve
 
 __all__ = [
+    "COMMAND",
     "AppImportError",
     "ServeConfig",
     "ServeConfigError",
     "WSGIApp",
     "WSGIHandler",
+    "add_subcommand",
     "import_app",
+    "run_command",
     "serve",
 ]

@@ -187,6 +187,27 @@ class Arbiter:
         kernel.alias_remove("kernelish.wsgi")
 
 
+class _PidFormatter(logging.Formatter):
+    """``pid: message`` (messages that start with the pid are left alone),
+    the Daemon's format."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        prefix = f"{record.process}: "
+        return text if text.startswith(prefix) else prefix + text
+
+
+def _log_handler() -> None:
+    """kernelish's log lines to stderr (the error log once the Daemon opened
+    it), unless the program configured logging for ``kernelish`` itself."""
+    logger = logging.getLogger("kernelish")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_PidFormatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def _prepare(config: ServeConfig) -> None:
     """Environment, working directory, import path: before any import."""
     for item in config.raw_env:
@@ -239,9 +260,8 @@ def serve(app: Any, **options: Any) -> int:
 
 def _run(config: ServeConfig, handler: WSGIHandler) -> int:
     from kernelish.components.daemon import Daemon, DaemonComponent
-    from kernelish.components.daemon._process import install_log_handler
 
-    install_log_handler(False)  # the lines below (a logfile's come through it too)
+    _log_handler()
 
     bind = config.bind
     access, access_file = _access_log(config.access_logfile)

@@ -46,10 +46,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from kernelish import KERNEL, HandlerArgs, Session
-from kernelish.components.server_http._accesslog import AccessLog
-from kernelish.components.server_http._head import plain_head
-from kernelish.components.server_http._helpers import close_iterable
-from kernelish.components.server_http._response import Connection, ServerResponse
+from kernelish.components.server_http import (
+    AccessLog,
+    Connection,
+    ServerResponse,
+    close_iterable,
+    plain_head,
+)
 from kernelish.filters import HTTPD
 from kernelish.http import Headers, Request, Response
 
