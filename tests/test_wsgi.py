@@ -247,6 +247,17 @@ def test_get_and_post_without_keep_alive(tmp_path: Path, procs: ProcessReaper) -
     replies = parse_replies(got)
     assert len(replies) == 1 and replies[0].body.endswith(b"GET /1 ")
     assert served.children() - {served.pid} and served.pid not in served.children()
+    # HEAD: the GET's head, no body; Expect: 100-continue: the 100 first.
+    head = raw(served.port, b"HEAD /h HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and head.endswith(b"\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"
+        )
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"ok")
+        replies = parse_replies(b"".join(iter(lambda: sock.recv(4096), b"")))
+    assert replies[0].status == 200 and replies[0].body.endswith(b"POST /e ok")
     access = served.access.read_text()
     assert re.search(
         r'^\d+: 127\.0\.0\.1 - - \[[^]]+\] "POST /form HTTP/1\.1" 200 \d+$', access, re.M
@@ -410,6 +421,17 @@ def test_slowloris_holds_one_worker_for_the_header_timeout(
     connections = psutil.Process(served.pid).net_connections()
     assert not [c for c in connections if c.status == psutil.CONN_ESTABLISHED]
     assert served.get()[0] == 200
+
+
+def test_timeout_ends_a_stuck_worker(tmp_path: Path, procs: ProcessReaper) -> None:
+    served = Served(tmp_path, procs, "wsgiapp:application", "-w", "1", "-t", "1")
+    (worker,) = served.children()
+    start = time.monotonic()
+    got = raw(served.port, b"GET /slow?5 HTTP/1.1\r\nHost: t\r\n\r\n", timeout=10)
+    assert got == b"" and time.monotonic() - start < 4, "the connection closes at --timeout"
+    wait_until(lambda: served.children() and worker not in served.children(), 10, "a new worker")
+    assert served.get()[0] == 200
+    assert "WORKER TIMEOUT" in served.log_text()
 
 
 # -- a Flask application ----------------------------------------------------------------------
