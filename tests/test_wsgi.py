@@ -55,6 +55,12 @@ def application(environ, start_response):
             raise RuntimeError("the iterator raised halfway")
         start_response("200 OK", [("Content-Type", "text/plain")])
         return halfway()
+    if path == "/badtype":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return ["a str, not bytes"]
+    if path == "/split":
+        start_response("200 OK", [("X-Split", "a\\r\\nX-Injected: 1")])
+        return [b"split"]
     if path == "/big":
         class Big:
             def __iter__(self):
@@ -363,6 +369,10 @@ def test_bad_input_costs_only_that_request(tmp_path: Path, procs: ProcessReaper)
     assert [r.status for r in parse_replies(raw(port, big_body))] == [413]
     # The application raises: 500, logged once with the worker's pid.
     assert served.get("/raise")[0] == 500
+    # A body of str, a field that would split the response: 500, nothing injected.
+    assert served.get("/badtype")[0] == 500
+    status, _, headers = served.get("/split")
+    assert status == 500 and "X-Injected" not in headers
     # The iterator raises after the status line went out: the connection is cut.
     halfway = parse_replies(raw(port, b"GET /halfway HTTP/1.1\r\nHost: t\r\n\r\n"))
     assert halfway[0].status == 200 and not halfway[0].complete
@@ -571,6 +581,10 @@ def test_adapter_refuses_pep_3333_violations() -> None:
     def never(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         return [b"no status"]
 
+    def text(environ: dict[str, Any], start_response: Any) -> list[str]:
+        start_response("200 OK", [])
+        return ["str"]
+
     def hop(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         start_response("200 OK", [("Transfer-Encoding", "gzip"), ("Keep-Alive", "1")])
         return [b"hop"]
@@ -582,8 +596,9 @@ def test_adapter_refuses_pep_3333_violations() -> None:
         start_response("204 No Content", [])
         return []
 
-    replies = _run_apps({"/twice": twice, "/never": never, "/hop": hop, "/p": environ_of})
-    assert replies["/twice"].status == 500
+    apps = {"/twice": twice, "/never": never, "/text": text, "/hop": hop, "/p": environ_of}
+    replies = _run_apps(apps)
+    assert replies["/twice"].status == 500 and replies["/text"].status == 500
     assert replies["/never"].status == 500
     reply = replies["/hop"]
     assert reply.status == 200 and reply.body == b"hop" and "keep-alive" not in reply.headers

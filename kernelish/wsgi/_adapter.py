@@ -286,6 +286,11 @@ class WSGIHandler:
             if not call.started:
                 _close(result)
                 raise AssertionError("the application returned without calling start_response()")
+            for part in result:
+                if type(part) is not bytes:
+                    raise TypeError(
+                        f"the application's body holds {type(part).__name__}, not bytes"
+                    )
             response.body = result
         else:
             call.stream()

@@ -257,6 +257,8 @@ class SyncWorker:
             update("req")
             try:
                 self.serve(conn, addr)
+            except Exception:  # a bug of ours: this connection only, never the child
+                log.exception("%d: serving a connection failed", os.getpid())
             finally:
                 conn.close()
                 update("done")
@@ -296,6 +298,15 @@ class SyncWorker:
                 exc.strerror or type(exc).__name__,
                 remote_ip,
             )
+        except Exception as exc:  # a body of the wrong type, a field that breaks the head
+            self._failed(response, exc, "its response")
+            if response.head_sent:
+                response.aborted = True
+            else:
+                try:
+                    self._error_500(conn, request, response)
+                except OSError:
+                    response.aborted = True
         if self.access is not None:
             self.access.write(remote_ip, response)
 
@@ -431,6 +442,8 @@ class SyncWorker:
             try:
                 while not first:
                     first = next(iterator)
+                if type(first) is not bytes:
+                    raise TypeError(f"the body yielded {type(first).__name__}, not bytes")
             except StopIteration:
                 first = b""
             except Exception as exc:
@@ -454,7 +467,7 @@ class SyncWorker:
             part: Any = first
             pending = [head]
             while True:
-                data = bytes(part)
+                data = part
                 response.octets += len(data)
                 pending.append(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
                 conn.sendall(b"".join(pending))
@@ -463,6 +476,8 @@ class SyncWorker:
                     part = next(iterator)
                     while not part:
                         part = next(iterator)
+                    if type(part) is not bytes:
+                        raise TypeError(f"the body yielded {type(part).__name__}, not bytes")
                 except StopIteration:
                     break
                 except Exception as exc:
