@@ -224,9 +224,11 @@ BOUNDS.update(
             "around it (the HTTPD filter's checks, the environ, two scoreboard updates "
             "through the kernel) the rest. Memory: a worker's USS is what it wrote to "
             "after the fork; measured in this branch, an idle kernelish child holds about "
-            "0.7 MiB more than gunicorn's (the Daemon child's start: scoreboard, signal "
-            "watchers, the kernel's state -- issue 17's ground), while its growth under "
-            "load is smaller (the request path is warmed in the parent before the fork)."
+            "0.6 MiB more than gunicorn's, and that follows the size of the master's heap "
+            "(38 MB with the Daemon's pydantic and psutil, gunicorn's 26 MB; importing "
+            "flask and psutil in the master as well adds 0.2 MiB to every idle worker) -- "
+            "the Daemon's imports are issue 17's ground -- while its growth under load is "
+            "smaller (the request path is warmed in the parent before the fork)."
         ),
     }
 )
