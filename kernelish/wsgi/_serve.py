@@ -2,9 +2,12 @@
 
 Discussion
 ----------
-The pieces are the toolbox's: :class:`~kernelish.components.server_http.ServerHTTP`
-with ``Daemon=True`` answers in the children with a :class:`~._adapter.WSGIHandler`;
-:class:`~kernelish.components.daemon.DaemonComponent` keeps ``workers``
+The pieces are the toolbox's.  The children answer with a
+:class:`~._adapter.WSGIHandler`: as sync workers (:mod:`._sync`, the
+default: one connection at a time, closed after its request), or on
+:class:`~kernelish.components.server_http.ServerHTTP` with ``Daemon=True``
+when ``worker_connections`` > 1, ``keep_alive`` or a status page asks for
+it.  :class:`~kernelish.components.daemon.DaemonComponent` keeps ``workers``
 children (``start_children = max_children = min_spare = max_spare``: a fixed
 pool, gunicorn's), detaches, drops privileges, writes the pidfile, speaks
 systemd's notify protocol and adopts its sockets, stops gracefully on TERM
