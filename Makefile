@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck bench clean browser
+.PHONY: demo test lint typecheck bench clean browser wrk
 
 $(STAMP): pyproject.toml Makefile
 	$(PY3) -m venv $(VENV)
@@ -35,7 +35,15 @@ test: lint typecheck browser
 	$(PY) -m pytest -q -m "not heavy"
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir $(VENV)/site -q
 
-bench: $(STAMP)
+# The HTTP benches' load generator is Debian's wrk; as root it is installed
+# when missing, and its absence only makes those benches say so.
+wrk:
+	@if [ "$$(id -u)" = 0 ] && ! command -v wrk >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk) >/dev/null 2>&1 \
+		|| echo "wrk not installed: the HTTP benches will say so"; \
+	fi
+
+bench: $(STAMP) wrk
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/run_all.py
 

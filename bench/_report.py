@@ -112,12 +112,13 @@ SECTIONS = [
     ("http_parse", "HTTP parsing: httptools, h11 and the HTTPD filter", "http_parse"),
     ("http_server", "ServerHTTP under the pre-forking Daemon (wrk)", "http_server"),
     ("http_client", "ClientHTTP: requests per second", "http_client"),
+    ("wsgi", "WSGI: kernelish serve against gunicorn sync (wrk)", "wsgi"),
 ]
 
 
 def section_records(key: str, script: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     mine = [r for r in records if r.get("script") == script]
-    if script in ("pools", "run", "servers_tcp", "http_server"):
+    if script in ("pools", "run", "servers_tcp", "http_server", "wsgi"):
         return [r for r in mine if r.get("group") == key]
     return mine
 

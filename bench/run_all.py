@@ -54,6 +54,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "servers_tcp": (["--seconds", "2", "--repeats", "2"], ["--seconds", "1", "--repeats", "1"]),
     "http_server": (["--seconds", "3", "--repeats", "2"], ["--seconds", "1", "--repeats", "1"]),
     "http_client": (["--seconds", "2", "--repeats", "3"], ["--seconds", "1", "--repeats", "1"]),
+    "wsgi": (["--seconds", "3", "--repeats", "3"], ["--seconds", "1", "--repeats", "1"]),
 }
 
 #: What bounds a target when it is missed.  No figure is written here: the
@@ -214,6 +215,20 @@ BOUNDS.update(
             "(its states registered, its `_start`, its stop and sweep). asyncio's "
             "`open_connection` is a transport and a protocol. The profile below is a "
             "new ClientTCP per connection, 8 at a time."
+        ),
+        "wsgi": (
+            "Throughput with Connection: close: each request is a new loopback TCP "
+            "connection, and a sync worker makes the system calls gunicorn's makes "
+            "(epoll, accept, recv, sendall, close); profiled, sendall on loopback (which "
+            "runs the client's receive path) is a third of a child's time, the Python "
+            "around it (the HTTPD filter's checks, the environ, two scoreboard updates "
+            "through the kernel) the rest. Memory: a worker's USS is what it wrote to "
+            "after the fork; measured in this branch, an idle kernelish child holds about "
+            "0.6 MiB more than gunicorn's, and that follows the size of the master's heap "
+            "(38 MB with the Daemon's pydantic and psutil, gunicorn's 26 MB; importing "
+            "flask and psutil in the master as well adds 0.2 MiB to every idle worker) -- "
+            "the Daemon's imports are issue 17's ground -- while its growth under load is "
+            "smaller (the request path is warmed in the parent before the fork)."
         ),
     }
 )

@@ -2,7 +2,8 @@
 
 ``kernelish demo`` runs the demo daemon (see :mod:`kernelish.demo`);
 ``kernelish status|peek|stop PIDFILE`` talk to a running daemon (see
-:mod:`kernelish._control`).
+:mod:`kernelish._control`); ``kernelish serve MODULE:APP`` runs a WSGI
+application on the pre-forking Daemon (see :mod:`kernelish.wsgi`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kernelish import _control
+from kernelish import _control, wsgi
 
 __all__ = ["main"]
 
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         "--clients", type=int, default=4, help="concurrent client connections (default: 4)"
     )
     _control.add_subcommands(commands)
+    wsgi.add_subcommand(commands)
     return parser
 
 
@@ -46,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in _control.COMMANDS:
         return _control.run(args)
+    if args.command == wsgi.COMMAND:
+        return wsgi.run_command(args)
     from kernelish.demo import DemoOptions, run
 
     options = DemoOptions(

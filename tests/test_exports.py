@@ -51,6 +51,7 @@ OTHER_EXPORTS: list[tuple[str, list[str]]] = [
     ("kernelish.components.server_http", ["ServerHTTP", "ServerResponse", "Connection"]),
     ("kernelish.components.client_tcp", ["ClientTCP"]),
     ("kernelish.components.client_http", ["ClientHTTP"]),
+    ("kernelish.wsgi", ["serve", "WSGIHandler", "ServeConfig", "ServeConfigError", "import_app"]),
 ]
 
 

@@ -5,7 +5,10 @@
 ``use POEx::HTTP::Server;``.
 """
 
+from ._accesslog import AccessLog as AccessLog
 from ._component import ServerHTTP as ServerHTTP
+from ._head import plain_head as plain_head
+from ._helpers import close_iterable as close_iterable
 from ._params import ServerHTTPParams as ServerHTTPParams
 from ._response import Connection as Connection
 from ._response import ServerResponse as ServerResponse
@@ -13,10 +16,13 @@ from ._status import daemon_figures as daemon_figures
 from ._status import prometheus_text as prometheus_text
 
 __all__ = [
+    "AccessLog",
     "Connection",
     "ServerHTTP",
     "ServerHTTPParams",
     "ServerResponse",
+    "close_iterable",
     "daemon_figures",
+    "plain_head",
     "prometheus_text",
 ]
