@@ -770,7 +770,12 @@ class Kernel(Node):
                     core.sweep()
         if reaper.reap_needed or (reaper.catching and now - reaper.last_reap >= REAP_POLL_INTERVAL):
             self._reap()
-        core.dispatch_due(core.clock(), self._last_poll + POLL_INTERVAL if run_on else None)
+        now = core.clock()
+        timers = queue.timer_head
+        # Nothing queued and no timer due (a timeslice that only did I/O, as
+        # a server's often do): the dispatch pass would find nothing.
+        if queue.fifo or queue.pending or (timers and timers[0][0] <= now):
+            core.dispatch_due(now, self._last_poll + POLL_INTERVAL if run_on else None)
 
     def run(self) -> None:
         """Dispatch events until no session is left (``$poe_kernel->run``).

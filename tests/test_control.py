@@ -190,3 +190,70 @@ def test_control_socket_checks_peer_credentials(tmp_path: Path, procs: ProcessRe
         wait_until(lambda: not daemon_pids(pid), 5, "the daemon to exit")
     finally:
         shutil.rmtree(where, ignore_errors=True)
+
+
+def test_listening_addresses_are_psutils() -> None:
+    """listening_addresses finds what psutil's net_connections does, asking
+    this process's sockets or reading /proc for another's: listening
+    TCP (v4, v6, v4-mapped) and bound UDP sockets; not a bound TCP socket
+    that does not listen, nor an unbound UDP one."""
+    import psutil
+
+    from kernelish.components.daemon import control as ctl
+
+    made = [
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM),
+        socket.socket(socket.AF_INET6, socket.SOCK_STREAM),
+        socket.socket(socket.AF_INET6, socket.SOCK_STREAM),
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM),
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM),
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM),
+    ]
+    try:
+        made[0].bind(("127.0.0.1", 0))
+        made[1].bind(("::1", 0))
+        made[2].bind(("::ffff:127.0.0.1", 0))
+        made[3].bind(("0.0.0.0", 0))
+        made[4].bind(("127.0.0.1", 0))  # bound, not listening
+        for sock in made[:3]:
+            sock.listen()
+        expected = set()
+        for conn in psutil.Process().net_connections("inet"):
+            if conn.status == psutil.CONN_LISTEN or (
+                conn.status == psutil.CONN_NONE and conn.laddr
+            ):
+                host, port = conn.laddr.ip, conn.laddr.port
+                expected.add(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        found = ctl.listening_addresses(os.getpid())
+        assert found == sorted(expected)
+        assert ctl._proc_listening(os.getpid()) == found  # another process's way
+        for sock in made[:4]:
+            host, port = sock.getsockname()[:2]
+            assert (f"[{host}]:{port}" if ":" in host else f"{host}:{port}") in found
+        assert f"127.0.0.1:{made[4].getsockname()[1]}" not in found
+    finally:
+        for sock in made:
+            sock.close()
+    assert ctl.listening_addresses(2**22 + 12345) == []  # no such process
+
+
+def test_listening_addresses_leave_a_blocking_socket_blocking() -> None:
+    """Asking this process's sockets never changes them, even with a default
+    timeout set (a socket object made on an fd would make it non-blocking)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(5.0)
+    try:
+        assert os.get_blocking(listener.fileno())
+        port = listener.getsockname()[1]
+        assert f"127.0.0.1:{port}" in ctl_listening()
+        assert os.get_blocking(listener.fileno())
+    finally:
+        socket.setdefaulttimeout(previous)
+        listener.close()
+
+
+def ctl_listening() -> list[str]:
+    from kernelish.components.daemon import control as ctl
+
+    return ctl.listening_addresses(os.getpid())

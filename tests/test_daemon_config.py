@@ -1,10 +1,13 @@
-"""DaemonConfig: POE::Component::Daemon's spawn parameters, validated, and default_min_max."""
+"""DaemonConfig: POE::Component::Daemon's spawn parameters, validated, and default_min_max;
+the common shape that validates them without pydantic, held to the model."""
 
 from __future__ import annotations
 
 import grp
 import os
 import pwd
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from kernelish.components.daemon._config import DaemonConfig, default_min_max
+from kernelish.components.daemon._config import (
+    DEFAULTS,
+    CommonDaemonConfig,
+    _common,
+    default_min_max,
+    make_config,
+)
+from kernelish.components.daemon._config_model import DaemonConfig
 
 COUNTS = ("max_children", "start_children", "min_spare", "max_spare")
 
@@ -308,3 +318,107 @@ def test_a_pidfile_whose_control_socket_path_cannot_fit_is_refused(tmp_path: Pat
     error = refused("pidfile", pidfile=long_dir / "x.pid")
     assert "longer than 107 bytes" in str(error)
     assert DaemonConfig(pidfile=tmp_path / "x.pid").pidfile == tmp_path / "x.pid"
+
+
+# -- the common shape: the same configuration as the model, without pydantic -------------
+
+
+def _same_as_model(params: dict[str, Any]) -> CommonDaemonConfig | None:
+    """The common shape's answer for ``params``, checked against the model's:
+    a config it accepts is the model's, value for value (types included)."""
+    common = _common(params)
+    if common is None:
+        return None
+    model = DaemonConfig(**params)  # the model accepts what the shape accepts ...
+    assert common.model_dump() == model.model_dump(), params  # ... and keeps the same
+    for name, value in model.model_dump().items():
+        assert type(getattr(common, name)) is type(value), (name, params)
+    assert (common.uid, common.gid) == (model.uid, model.gid)
+    assert (common.is_prefork(), common.is_fork()) == (model.is_prefork(), model.is_fork())
+    assert common.model_fields_set == model.model_fields_set
+    return common
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"start_children": 10},
+        {"start_children": 1, "max_children": 10},
+        {"start_children": 3, "min_spare": 2, "max_spare": 4, "requests": 1000},
+        {"max_children": 8},
+        {"alias": "D", "detach": 1, "verbose": True, "notify": 0, "babysit": 0.5},
+        {"rogue_cpu": 30.0, "shutdown_timeout": 1.5, "notify": None},
+        {"logfile": "relative.log", "pidfile": str(Path(tempfile.gettempdir()) / "k.pid")},
+        {"logfile": Path(tempfile.gettempdir()) / "k.log", "max_children": 0},
+    ],
+)
+def test_the_common_shape_takes_the_usual_parameters(params: dict[str, Any]) -> None:
+    assert _same_as_model(params) is not None, params
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"user": "nobody"},  # looked up by the model
+        {"babysit": 5},  # an int the model makes a float
+        {"start_children": True},
+        {"start_children": 10, "max_spare": 3},  # madness: the model words it
+        {"min_spare": 4, "max_spare": 2},
+        {"logfile": Path(tempfile.gettempdir()) / "no-such-dir-kernelish" / "x.log"},
+        {"alias": ""},
+        {"no_such_param": 1},
+        {"detach": None},
+        {"rogue_cpu": float("inf")},
+    ],
+)
+def test_anything_else_goes_to_the_model(params: dict[str, Any]) -> None:
+    assert _common(params) is None
+    try:
+        expected: Any = DaemonConfig(**params).model_dump()
+    except ValidationError as exc:
+        expected = str(exc)
+    try:
+        got: Any = make_config(params).model_dump()  # type: ignore[attr-defined]
+    except ValidationError as exc:
+        got = str(exc)
+    assert got == expected
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(params=_PARAMS)
+def test_random_parameters_the_common_shape_agrees_with_the_model(params: dict[str, Any]) -> None:
+    _same_as_model(params)
+
+
+def test_the_common_shape_knows_every_field_of_the_model() -> None:
+    assert list(DEFAULTS) == list(DaemonConfig.model_fields)
+    assert {name: f.default for name, f in DaemonConfig.model_fields.items()} == DEFAULTS
+    assert default_min_max(CommonDaemonConfig(DEFAULTS)).model_dump() == DaemonConfig().model_dump()
+
+
+LEAN_DAEMON = """
+import sys
+from kernelish.components.daemon import DaemonComponent
+import kernelish.wheels, kernelish.filters
+d = DaemonComponent.new(start_children=3, requests=100, max_children=8, detach=False)
+assert d.is_prefork() and d.config.max_spare == 6, d.config
+heavy = ("pydantic", "psutil", "ctypes", "json", "fcntl", "grp")
+print(sorted(name for name in heavy if name in sys.modules))
+from kernelish.components.daemon import DaemonConfig
+print(DaemonConfig.__module__)
+"""
+
+
+def test_a_daemon_with_common_parameters_never_imports_pydantic() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", LEAN_DAEMON],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        check=True,
+    )
+    lean, model = out.stdout.split()
+    assert lean == "[]"
+    assert model == "kernelish.components.daemon._config_model"

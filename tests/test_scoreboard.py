@@ -372,3 +372,26 @@ def test_mapping_is_anonymous_nothing_on_disk(board: Scoreboard) -> None:
     # not a file anyone can open.  No other path may appear.
     assert path in ("", "/dev/zero (deleted)") or path.startswith("[anon"), path
     assert len(board) * SLOT_SIZE <= int(entry[0].split("-")[1], 16) - address
+
+
+def test_move_writes_what_write_writes() -> None:
+    """A child's ``move`` (its own slot, the current state known) leaves the
+    same record as ``write``: the status, the request count (one more on
+    entering 'r' or 'l' from any other state), the pid untouched."""
+    states = [s for s in SlotState if s is not SlotState.EMPTY]
+    with Scoreboard(2) as a, Scoreboard(2) as b:
+        for board in (a, b):
+            board.write(1, SlotState.FORK, pid=4242)
+        for old in states:
+            for new in states:
+                a.write(1, old)
+                b.write(1, old)
+                a.write(1, new)
+                b.move(1, b.state(1), new)
+                got, want = b.slots()[1], a.slots()[1]
+                assert (got.status, got.pid, got.requests) == (
+                    want.status,
+                    want.pid,
+                    want.requests,
+                ), (old, new)
+                assert abs(got.changed - want.changed) < 5

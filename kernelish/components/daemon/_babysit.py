@@ -11,6 +11,10 @@ calm (not running) again is forgiven.
 ``babysit`` is set); the Daemon's ``babysit`` and ``rogues`` states call it.
 A fake CHLD is the seed's: a ``sig_CHLD`` event to the Daemon's session with
 ``ARG3`` true.
+
+psutil is imported when a Babysitter is made (``babysit`` set), not with the
+Daemon: some 1 MB and 15 mappings of the master that every child of a pool
+without a babysitter would inherit for nothing.
 """
 
 from __future__ import annotations
@@ -19,8 +23,6 @@ import os
 import signal
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
-
-import psutil
 
 from ._process import kill, note
 
@@ -53,6 +55,9 @@ class Babysitter:
         self.verbose = verbose
         #: Rogue pid -> the rungs of :data:`_LADDER` already sent.
         self.rogues: dict[int, int] = {}
+        import psutil  # here, not at import: only a babysitting Daemon needs it
+
+        self._psutil = psutil
 
     def babysit(self) -> None:
         """One round: reap zombies, notice the missing, find rogues."""
@@ -60,6 +65,7 @@ class Babysitter:
         pids = sorted(self.children)
         note(self.verbose, "Babysitting %d children %s", len(pids), ", ".join(map(str, pids)))
         calm: set[int] = set()
+        psutil = self._psutil
         for pid in pids:
             try:
                 proc = psutil.Process(pid)

@@ -129,7 +129,7 @@ class PreforkChild(ChildRole):
             return
         if CHECK_TRANSITIONS:
             self._check(current, new, status)
-        board.write(slot, new)
+        board.move(slot, current, new)
         if new is _WAIT:
             if self.served >= self.max_requests:
                 note(self.verbose, "Handled %d requests, shutting down", self.served)

@@ -46,13 +46,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import pydantic
-
 from kernelish import ARG0, ARG1, ARG2, ARG3, KERNEL, HandlerArgs, Session, current_kernel
 from kernelish._activation import inherited_sockets
 
 from . import _lean, _process
-from ._config import DaemonConfig
+from ._config import DaemonSettings, make_config
 from ._errors import DaemonConfigError, install_excepthook
 from ._facade import Daemon
 from ._mode import Mode
@@ -105,11 +103,12 @@ class DaemonComponent:
 
     ``DaemonComponent.spawn(alias='Daemon', detach=True, logfile=...,
     start_children=..., ...)``; every parameter is validated by
-    :class:`DaemonConfig` (a pydantic model) and a wrong one is refused with
-    a message naming it.
+    :class:`DaemonConfig` (a pydantic model, imported only for parameters
+    outside the common shape: see :mod:`._config`) and a wrong one is refused
+    with a message naming it.
     """
 
-    def __init__(self, config: DaemonConfig, params: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: DaemonSettings, params: dict[str, Any] | None = None) -> None:
         self._params = dict(params or {})
         self._configure(config)
         self.session: Session | None = None
@@ -129,7 +128,7 @@ class DaemonComponent:
         self.setup = ProcessSetup()
         self._parents_pool: Pool | None = None  # (in a child; see become_child)
 
-    def _configure(self, config: DaemonConfig) -> None:
+    def _configure(self, config: DaemonSettings) -> None:
         self.config = config
         #: Non-forking, pre-forking or post-forking.
         self.mode = Mode.of(config)
@@ -210,7 +209,21 @@ class DaemonComponent:
 
     def drop_privs(self) -> None:
         """Become ``user``/``group`` for good (``drop_privs``); once."""
+        if self.config.uid is not None or self.config.gid is not None:
+            self._import_needs()
         self.setup.drop_privs(self.config)
+
+    def _import_needs(self) -> None:
+        """Import now what this Daemon imports only when first used (see
+        :mod:`._config`): once privileges are dropped, the user may no longer
+        read the files of the interpreter's library."""
+        if self.mode.forks:
+            _process.load_prctl()  # ctypes
+        if self.config.babysit is not None:
+            import psutil  # noqa: F401
+        if self.config.pidfile is not None:
+            import fcntl  # noqa: F401
+            import json  # noqa: F401
 
     def detach(self) -> None:
         """Fork twice and ``setsid()`` (``detach``); once, and only if asked."""
@@ -538,8 +551,10 @@ class DaemonComponent:
             self.pool.kill_all(self.fast_stop, self.config.shutdown_timeout)
 
 
-def _config(params: dict[str, Any]) -> DaemonConfig:
+def _config(params: dict[str, Any]) -> DaemonSettings:
     try:
-        return DaemonConfig(**params)
-    except pydantic.ValidationError as exc:
-        raise DaemonConfigError.from_validation(exc) from None
+        return make_config(params)
+    except ValueError as exc:  # pydantic's ValidationError (imported only if raised)
+        if type(exc).__name__ != "ValidationError" or not hasattr(exc, "errors"):
+            raise
+        raise DaemonConfigError.from_validation(exc) from None  # type: ignore[arg-type]

@@ -1,25 +1,42 @@
-"""Validated parameters of the Daemon component: POE::Component::Daemon's ``spawn(%params)``.
+"""The parameters of the Daemon component: POE::Component::Daemon's ``spawn(%params)``.
 
 The Perl module blessed its parameter hash as-is and found mistakes late (a typo'd key was
 silently ignored, ``max_spare < min_spare`` confessed from inside ``_start``).  Here every
-parameter is checked when the :class:`DaemonConfig` is built, and each refusal is a
-:class:`pydantic.ValidationError` whose message names the offending parameter.
+parameter is checked when the configuration is built, and each refusal names the offending
+parameter.
+
+Discussion
+----------
+:class:`~._config_model.DaemonConfig`, a pydantic model, is the validator and words every
+refusal.  But importing pydantic and building the model's core schema is most of what the
+Daemon cost its master: some 7 MB of anonymous memory and 90 mappings, which every ``fork()``
+copies the page tables of and every child inherits -- for a configuration that is, nearly
+always, a few counts, flags and paths.  So, as the wheels' parameters do
+(:mod:`kernelish._params`), :func:`make_config` first tries the *common shape*: every
+parameter a known one, of exactly the type the model keeps unchanged (a bool or 0/1 for the
+flags, an ``int`` for the counts, a ``float`` for the seconds, a ``str`` or ``Path`` for the
+files, no ``user``/``group``), checked by the same rules (:func:`_check_file_path`, the
+control socket's length, :func:`_resolve_spares`).  What passes becomes a
+:class:`CommonDaemonConfig`, which reads like the model; anything else -- another type, a
+value out of range, an unknown parameter, a rule refused -- goes to the model, imported then,
+which accepts it or words the error.  ``tests/test_daemon_config.py`` holds the two to the same
+values.
 """
 
 from __future__ import annotations
 
-import grp
+import math
 import os
 import pwd
-from pathlib import Path
-from typing import Annotated, Any
-
-import pydantic
-from pydantic import BeforeValidator, ConfigDict, Field, Strict, field_validator, model_validator
+from pathlib import Path, PosixPath
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .control import SOCKET_PATH_MAX
 
-__all__ = ["DaemonConfig", "default_min_max"]
+if TYPE_CHECKING:
+    import grp
+
+__all__ = ["CommonDaemonConfig", "DaemonSettings", "default_min_max", "make_config"]
 
 
 def _perl_bool(value: Any) -> Any:
@@ -27,14 +44,6 @@ def _perl_bool(value: Any) -> Any:
     if type(value) is int and value in (0, 1):
         return bool(value)
     return value
-
-
-# Strict types: Perl would happily take '3' for 3, but in Python a string or a bool where a
-# count belongs is nearly always a bug at the call site, so it is refused rather than coerced.
-_PerlBool = Annotated[bool, Strict(), BeforeValidator(_perl_bool)]
-_Count = Annotated[int, Strict(), Field(ge=0)]
-_Seconds = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
-_Id = Annotated[str, Strict()] | Annotated[int, Strict(), Field(ge=0)]
 
 
 def _check_file_path(path: Path | None) -> Path | None:
@@ -66,6 +75,8 @@ def _lookup_user(user: str | int) -> pwd.struct_passwd:
 
 def _lookup_group(group: str | int) -> grp.struct_group:
     """Find a group entry by name, or by gid for ints and all-digit strings."""
+    import grp  # here: only a Daemon given a group looks one up
+
     try:
         if isinstance(group, str):
             try:
@@ -110,129 +121,106 @@ def _resolve_spares(
     return max_children, min_spare, max_spare
 
 
-class DaemonConfig(pydantic.BaseModel):
-    """The parameters of POE::Component::Daemon's ``spawn`` / ``new``, validated.
+def _check_socket_fits(value: Path | None) -> Path | None:
+    """The control socket beside a pidfile must fit in sun_path, or `kernelish
+    stop` could never prove who the daemon is."""
+    if value is not None and len(os.fsencode(value)) + 5 > SOCKET_PATH_MAX:
+        raise ValueError(
+            f"the control socket {str(value) + '.sock'!r} would be longer than "
+            f"{SOCKET_PATH_MAX} bytes, the most a UNIX socket path may be"
+        )
+    return value
 
-    Fields keep the Perl names.  ``alias``, ``detach``, ``logfile``, ``verbose``,
-    ``max_children``, ``start_children``, ``min_spare``, ``max_spare``, ``requests`` and
-    ``babysit`` are the seed's; ``user``/``group`` are the privileges ``drop_privs`` drops to
-    (looked up now; see :attr:`uid` / :attr:`gid`); ``rogue_cpu``, ``shutdown_timeout`` and
-    ``pidfile`` are kernelish additions.  In pre-forking mode the spare/children counts are
-    resolved by the seed's ``default_min_max`` rules at construction, so the model always
-    holds the numbers the Daemon will use.
-    """
 
-    model_config = ConfigDict(extra="forbid")
+class DaemonSettings(Protocol):
+    """What the Daemon reads of its configuration: a
+    :class:`~._config_model.DaemonConfig` or a :class:`CommonDaemonConfig`."""
 
-    alias: Annotated[str, Strict(), Field(min_length=1)] = "Daemon"
-    """POE session alias (Perl's default was derived from the package name, 'Daemon')."""
-    detach: _PerlBool = False
-    """Fork twice and ``setsid`` to leave the terminal."""
+    alias: str
+    detach: bool
+    logfile: Path | None
+    verbose: bool
+    max_children: int | None
+    start_children: int | None
+    min_spare: int | None
+    max_spare: int | None
+    requests: int | None
+    babysit: float | None
+    user: str | int | None
+    group: str | int | None
+    rogue_cpu: float
+    shutdown_timeout: float
+    pidfile: Path | None
+    notify: bool | None
+
+    @property
+    def uid(self) -> int | None: ...
+
+    @property
+    def gid(self) -> int | None: ...
+
+    def is_prefork(self) -> bool: ...
+
+    def is_fork(self) -> bool: ...
+
+
+#: Every field of the model with its default, in the model's order.
+DEFAULTS: dict[str, Any] = {
+    "alias": "Daemon",
+    "detach": False,
+    "logfile": None,
+    "verbose": False,
+    "max_children": None,
+    "start_children": None,
+    "min_spare": None,
+    "max_spare": None,
+    "requests": None,
+    "babysit": None,
+    "user": None,
+    "group": None,
+    "rogue_cpu": 600.0,
+    "shutdown_timeout": 10.0,
+    "pidfile": None,
+    "notify": None,
+}
+
+
+class CommonDaemonConfig:
+    """A configuration of the common shape, checked without pydantic: it reads
+    like :class:`~._config_model.DaemonConfig` (every field an attribute,
+    ``uid``/``gid``, ``is_prefork``/``is_fork``, ``model_dump``)."""
+
+    alias: str = "Daemon"
+    detach: bool = False
     logfile: Path | None = None
-    """STDOUT/STDERR go here; reopened on HUP.  Made absolute; its directory must exist."""
-    verbose: _PerlBool = False
-    """Report babysitting and process creation on STDERR."""
-    max_children: _Count | None = None
-    """Most children at once; alone it selects the post-forking model."""
-    start_children: _Count | None = None
-    """Children forked at startup; non-zero selects the pre-forking model."""
-    min_spare: _Count | None = None
-    """Pre-forking: fork more children when fewer than this many are waiting."""
-    max_spare: _Count | None = None
-    """Pre-forking: ask waiting children beyond this many to exit."""
-    requests: Annotated[int, Strict(), Field(ge=1)] | None = None
-    """Requests a child handles before it exits (Perl's default was 1)."""
-    babysit: _Seconds | None = None
-    """Seconds between babysitting rounds (rogue and vanished child checks)."""
-    user: _Id | None = None
-    """User (name or uid) to drop privileges to; must exist."""
-    group: _Id | None = None
-    """Group (name or gid) to drop privileges to; must exist.  Defaults to the user's group."""
-    rogue_cpu: _Seconds = 600.0
-    """CPU seconds after which a busy child is a rogue (the seed's 10 minutes)."""
-    shutdown_timeout: _Seconds = 10.0
-    """Seconds children get to obey TERM before they are sent KILL."""
+    verbose: bool = False
+    max_children: int | None = None
+    start_children: int | None = None
+    min_spare: int | None = None
+    max_spare: int | None = None
+    requests: int | None = None
+    babysit: float | None = None
+    user: str | int | None = None
+    group: str | int | None = None
+    rogue_cpu: float = 600.0
+    shutdown_timeout: float = 10.0
     pidfile: Path | None = None
-    """Where to write the daemon's pid.  Made absolute; its directory must exist.
-    Written after detaching and locked (``flock``) for the daemon's life; a control
-    socket ``<pidfile>.sock`` (mode 0600) serves ``kernelish status|peek|stop``."""
-    notify: _PerlBool | None = None
-    """systemd ``sd_notify`` (READY/STATUS/RELOADING/STOPPING/WATCHDOG): None = when
-    ``NOTIFY_SOCKET`` is set, False = never, True = always (warns if unset)."""
+    notify: bool | None = None
 
-    _uid: int | None = pydantic.PrivateAttr(default=None)
-    _gid: int | None = pydantic.PrivateAttr(default=None)
-
-    @field_validator("logfile", "pidfile")
-    @classmethod
-    def _file_path(cls, value: Path | None) -> Path | None:
-        return _check_file_path(value)
-
-    @field_validator("pidfile")
-    @classmethod
-    def _socket_fits(cls, value: Path | None) -> Path | None:
-        # The control socket beside it must fit in sun_path, or `kernelish
-        # stop` could never prove who the daemon is.
-        if value is not None and len(os.fsencode(value)) + 5 > SOCKET_PATH_MAX:
-            raise ValueError(
-                f"the control socket {str(value) + '.sock'!r} would be longer than "
-                f"{SOCKET_PATH_MAX} bytes, the most a UNIX socket path may be"
-            )
-        return value
-
-    @field_validator("user")
-    @classmethod
-    def _user_exists(cls, value: str | int | None) -> str | int | None:
-        if value is not None:
-            _lookup_user(value)
-        return value
-
-    @field_validator("group")
-    @classmethod
-    def _group_exists(cls, value: str | int | None) -> str | int | None:
-        if value is not None:
-            _lookup_group(value)
-        return value
-
-    @field_validator("max_spare")
-    @classmethod
-    def _spares_in_order(cls, value: int | None, info: pydantic.ValidationInfo) -> int | None:
-        # Both given explicitly: refuse in every mode, not only pre-forking.  0 is "unset"
-        # (Perl's ||=), so it never counts as a clash.
-        min_spare = info.data.get("min_spare")
-        if value and min_spare and value < min_spare:
-            raise ValueError(
-                f"max_spare ({value}) can't be smaller than min_spare ({min_spare}); "
-                "madness follows"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _resolve(self) -> DaemonConfig:
-        if self.user is not None:
-            entry = _lookup_user(self.user)
-            self._uid = entry.pw_uid
-            self._gid = entry.pw_gid
-        if self.group is not None:
-            self._gid = _lookup_group(self.group).gr_gid
-        if self.is_prefork():
-            self.max_children, self.min_spare, self.max_spare = _resolve_spares(
-                self.start_children or 0,
-                self.max_children or 0,
-                self.min_spare or 0,
-                self.max_spare or 0,
-            )
-        return self
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+        #: The fields given (pydantic's name).
+        self.model_fields_set = frozenset(values)
 
     @property
     def uid(self) -> int | None:
-        """The numeric uid ``user`` names, or None if no user was given."""
-        return self._uid
+        """The common shape has no ``user``: None."""
+        return None
 
     @property
     def gid(self) -> int | None:
-        """The numeric gid of ``group``, else of ``user``'s primary group, else None."""
-        return self._gid
+        """The common shape has no ``group``: None."""
+        return None
 
     def is_prefork(self) -> bool:
         """POE::Component::Daemon ``is_prefork``: ``start_children`` is non-zero."""
@@ -242,15 +230,125 @@ class DaemonConfig(pydantic.BaseModel):
         """POE::Component::Daemon ``is_fork``: ``max_children`` non-zero and not pre-forking."""
         return bool(self.max_children) and not self.is_prefork()
 
-    def default_min_max(self) -> DaemonConfig:
+    def model_dump(self) -> dict[str, Any]:
+        """Every field and its value, as the model's ``model_dump()``."""
+        return {name: getattr(self, name) for name in DEFAULTS}
+
+    def default_min_max(self) -> DaemonSettings:
         """A copy with the seed's ``default_min_max`` applied; see :func:`default_min_max`."""
         return default_min_max(self)
 
+    def __repr__(self) -> str:
+        fields = " ".join(f"{k}={v!r}" for k, v in self.model_dump().items())
+        return f"{type(self).__name__}({fields})"
 
-def default_min_max(cfg: DaemonConfig) -> DaemonConfig:
+
+def _flag(value: Any) -> bool | None:
+    """A flag the model keeps as this bool (a bool, or the ints 0 and 1), else None."""
+    if value.__class__ is bool:
+        return value
+    if value.__class__ is int and value in (0, 1):
+        return bool(value)
+    return None
+
+
+def _count(value: Any, least: int) -> bool:
+    return value is None or (value.__class__ is int and value >= least)
+
+
+def _seconds(value: Any) -> bool:
+    return value.__class__ is float and value > 0 and not math.isinf(value)
+
+
+def _path(value: Any) -> Path | None:
+    """A non-empty ``str`` or a ``PosixPath`` as the Path the model makes of it, else None."""
+    if value.__class__ is PosixPath:
+        return value
+    if value.__class__ is str and value and "\0" not in value:
+        return Path(value)
+    return None
+
+
+_SPARES = frozenset({"max_children", "min_spare", "max_spare"})
+
+
+def _common(params: dict[str, Any]) -> CommonDaemonConfig | None:
+    """``params`` as a :class:`CommonDaemonConfig` if they have the common shape
+    and pass its rules, else None (the model decides)."""
+    given: dict[str, Any] = {}
+    for name, value in params.items():
+        if name not in DEFAULTS:
+            return None
+        if name == "alias":
+            if value.__class__ is not str or not value:
+                return None
+        elif name in ("detach", "verbose", "notify"):
+            if value is not None or name != "notify":
+                value = _flag(value)
+                if value is None:
+                    return None
+        elif name in ("max_children", "start_children", "min_spare", "max_spare"):
+            if not _count(value, 0):
+                return None
+        elif name == "requests":
+            if not _count(value, 1):
+                return None
+        elif name in ("rogue_cpu", "shutdown_timeout"):
+            if not _seconds(value):
+                return None
+        elif name == "babysit":
+            if value is not None and not _seconds(value):
+                return None
+        elif name in ("logfile", "pidfile"):
+            if value is not None:
+                path = _path(value)
+                if path is None:
+                    return None
+                try:
+                    value = _check_file_path(path)
+                    if name == "pidfile":
+                        _check_socket_fits(value)
+                except ValueError:
+                    return None
+        elif value is not None:  # user, group: looked up by the model
+            return None
+        given[name] = value
+    config = CommonDaemonConfig(given)
+    min_spare, max_spare = config.min_spare, config.max_spare
+    if max_spare and min_spare and max_spare < min_spare:
+        return None
+    if config.is_prefork():
+        try:
+            spares = _resolve_spares(
+                config.start_children or 0,
+                config.max_children or 0,
+                min_spare or 0,
+                max_spare or 0,
+            )
+        except ValueError:
+            return None
+        config.max_children, config.min_spare, config.max_spare = spares
+        # As the model's: fields assigned by its validator count as set.
+        config.model_fields_set = config.model_fields_set | _SPARES
+    return config
+
+
+def make_config(params: dict[str, Any]) -> DaemonSettings:
+    """The Daemon's configuration from ``spawn``'s parameters: the common shape
+    without pydantic, anything else through the model (which raises
+    :class:`pydantic.ValidationError` naming the field)."""
+    found = _common(params)
+    if found is not None:
+        return found
+    from ._config_model import DaemonConfig
+
+    return DaemonConfig(**params)
+
+
+def default_min_max(cfg: DaemonSettings) -> DaemonSettings:
     """Port of POE::Component::Daemon ``default_min_max``: return ``cfg`` re-resolved.
 
-    A :class:`DaemonConfig` is already resolved when built, and the rules are idempotent, so
+    A configuration is already resolved when built, and the rules are idempotent, so
     this only matters after fields were assigned by hand: it validates the current values
     again and returns a new config (``cfg`` is not changed).  The rules, when pre-forking:
 
@@ -264,4 +362,7 @@ def default_min_max(cfg: DaemonConfig) -> DaemonConfig:
 
     ``||=`` is Perl's: 0 counts as unset.
     """
-    return type(cfg).model_validate(cfg.model_dump())
+    values = {name: getattr(cfg, name) for name in DEFAULTS}
+    if isinstance(cfg, CommonDaemonConfig):
+        return make_config(values)
+    return type(cfg).model_validate(values)  # type: ignore[attr-defined, no-any-return]

@@ -14,9 +14,10 @@ from __future__ import annotations
 import os
 import sys
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pydantic
+if TYPE_CHECKING:
+    import pydantic
 
 __all__ = ["DaemonConfigError", "StartupError", "install_excepthook"]
 

@@ -16,7 +16,7 @@ import enum
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from ._config import DaemonConfig
+    from ._config import DaemonSettings
 
 __all__ = ["Mode", "PoolMode", "pool_mode"]
 
@@ -30,7 +30,7 @@ class Mode(enum.Enum):
     POSTFORK = "forking"
 
     @classmethod
-    def of(cls, config: DaemonConfig) -> Mode:
+    def of(cls, config: DaemonSettings) -> Mode:
         """The mode ``config`` selects: ``start_children`` pre-forks,
         ``max_children`` alone post-forks, neither is a plain daemon."""
         if config.is_prefork():

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import stat
 from pathlib import Path
@@ -66,6 +65,8 @@ def is_locked(path: Path) -> bool:
     except OSError:
         return False
     try:
+        import fcntl  # here: only a daemon with a pidfile locks one
+
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
@@ -100,6 +101,8 @@ def _open_existing(path: Path) -> int | None:
             ) from None
         raise PidfileError(f"cannot open pidfile {str(path)!r}: {exc.strerror}") from None
     try:
+        import fcntl
+
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
@@ -166,6 +169,8 @@ class Pidfile:
             fd = os.open(tmp, flags, 0o644)
         try:
             os.fchmod(fd, 0o644)
+            import fcntl
+
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.write(fd, f"{pid}\n".encode())
             os.fsync(fd)

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from kernelish import Kernel
 
     from ._child import ChildRole
-    from ._config import DaemonConfig
+    from ._config import DaemonSettings
 
 __all__ = ["BUSY", "Pool", "close_sockets"]
 
@@ -75,7 +75,7 @@ class Pool(abc.ABC):
 
     def __init__(
         self,
-        config: DaemonConfig,
+        config: DaemonSettings,
         max_children: int,
         kernel: Kernel,
         fork: Callable[[], int],

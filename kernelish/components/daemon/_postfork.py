@@ -24,7 +24,7 @@ from ._scoreboard import SlotState
 if TYPE_CHECKING:
     from kernelish import Kernel
 
-    from ._config import DaemonConfig
+    from ._config import DaemonSettings
 
 __all__ = ["PostforkPool"]
 
@@ -37,7 +37,7 @@ class PostforkPool(Pool):
 
     def __init__(
         self,
-        config: DaemonConfig,
+        config: DaemonSettings,
         kernel: Kernel,
         fork: Callable[[], int],
         inform: Callable[..., None],

@@ -26,7 +26,7 @@ from ._scoreboard import SlotState
 if TYPE_CHECKING:
     from kernelish import Kernel
 
-    from ._config import DaemonConfig
+    from ._config import DaemonSettings
 
 __all__ = ["PreforkPool"]
 
@@ -39,7 +39,7 @@ class PreforkPool(Pool):
 
     def __init__(
         self,
-        config: DaemonConfig,
+        config: DaemonSettings,
         kernel: Kernel,
         fork: Callable[[], int],
         inform: Callable[..., None],

@@ -8,7 +8,6 @@ them in the seed's order from ``spawn()``: logfile, privileges, detach.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import logging
 import os
@@ -261,6 +260,9 @@ def load_prctl() -> Callable[..., int] | None:
     global _prctl, _prctl_loaded
     if not _prctl_loaded:
         _prctl_loaded = True
+        # ctypes here, not at import: a Daemon without a pool never needs it.
+        import ctypes
+
         with contextlib.suppress(OSError, AttributeError):
             _prctl = ctypes.CDLL(None, use_errno=True).prctl
     return _prctl

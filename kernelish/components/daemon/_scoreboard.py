@@ -101,6 +101,8 @@ _FREE = frozenset({SlotState.EMPTY.value, SlotState.DROPPED.value})
 _VALID = frozenset(s.value for s in SlotState)
 # The stored byte back to its state: a dict lookup, where SlotState(char) is an Enum call.
 _STATE_OF = {ord(s.value): s for s in SlotState}
+_BYTE_OF = {s: ord(s.value) for s in SlotState}
+_BUSY_STATES = frozenset({SlotState.REQ, SlotState.LONG})
 
 # One 32-byte record per slot, native byte order with standard sizes so the layout does not
 # depend on the C compiler:
@@ -246,6 +248,27 @@ class Scoreboard:
         if char in _BUSY and chr(self._mm[base]) not in _BUSY:
             requests = _REQS.unpack_from(self._mm, base + _REQS_OFF)[0] + 1
         self._store(slot, char, pid=pid, requests=requests)
+
+    def move(self, slot: int, current: SlotState, new: SlotState) -> None:
+        """:meth:`write` ``new`` over ``current`` -- the state the slot holds,
+        as the caller just read it -- for a child's own slot (kernelish).
+
+        The same record as ``write(slot, new)``, written the same way (under
+        the seqlock, the status byte last), without what a child's
+        ``update_status`` need not pay for on every request: the slot's
+        bounds are the child's own, checked when it got them, and the state
+        is a :class:`SlotState` already.
+        """
+        mm = self._mm
+        base = slot * SLOT_SIZE
+        seq = _SEQ.unpack_from(mm, base + _SEQ_OFF)[0] | 1
+        _SEQ.pack_into(mm, base + _SEQ_OFF, seq & 0xFFFFFFFF)
+        if new in _BUSY_STATES and current not in _BUSY_STATES:
+            count = _REQS.unpack_from(mm, base + _REQS_OFF)[0] + 1
+            _REQS.pack_into(mm, base + _REQS_OFF, count)
+        _CHANGED.pack_into(mm, base + _CHANGED_OFF, time.time())
+        mm[base] = _BYTE_OF[new]
+        _SEQ.pack_into(mm, base + _SEQ_OFF, (seq + 1) & 0xFFFFFFFF)
 
     def state(self, slot: int) -> SlotState:
         """The state of ``slot`` (kernelish; :meth:`read` gives its character)."""

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import _process
-from ._config import DaemonConfig
+from ._config import DaemonSettings
 from ._process import log
 
 __all__ = ["ProcessSetup"]
@@ -44,7 +44,7 @@ class ProcessSetup:
         self.done.add(what)
         return True
 
-    def open_log(self, config: DaemonConfig) -> int | None:
+    def open_log(self, config: DaemonSettings) -> int | None:
         """Open the logfile (safely: see :func:`~._process.open_log_descriptor`),
         once; its descriptor, or None."""
         self.log_pending = False
@@ -83,7 +83,7 @@ class ProcessSetup:
                 exc,
             )
 
-    def drop_privs(self, config: DaemonConfig) -> None:
+    def drop_privs(self, config: DaemonSettings) -> None:
         """Become ``user``/``group`` for good; once."""
         if self.once("drop_privs"):
             user = config.user if isinstance(config.user, str) else None
@@ -91,7 +91,7 @@ class ProcessSetup:
             hand_over = 2 if self.logfile_created else None
             _process.drop_privs(config.uid, config.gid, user, hand_over)
 
-    def detach(self, config: DaemonConfig) -> None:
+    def detach(self, config: DaemonSettings) -> None:
         """Fork twice and ``setsid()``; once, and only if asked."""
         if config.detach and self.once("detach"):
             _process.detach()
