@@ -180,3 +180,58 @@ def test_status_page_in_a_real_browser(tmp_path: Path, procs: ProcessReaper) -> 
     )
     data = png.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+
+
+QUOTA_SERVER = """
+import os
+from kernelish import ARG0, ARG1, KERNEL, poe_kernel
+from kernelish.components.daemon import DaemonComponent
+from kernelish.components.server_http import ServerHTTP
+
+def slow(_):
+    # The answer waits 0.5 s: a second connection arrives meanwhile.
+    _[KERNEL].delay_set("answer", 0.5, _[ARG1])
+
+def answer(_):
+    response = _[ARG0]
+    response.content = f"pid={os.getpid()}".encode()
+    response.respond()
+
+server = ServerHTTP(Address="127.0.0.1", Daemon=True, Handler=slow, AccessLog=False,
+                    InlineStates={"answer": answer})
+print(f"PORT={server.port}", flush=True)
+DaemonComponent.spawn(start_children=1, max_children=1, min_spare=1, max_spare=1, requests=1)
+poe_kernel.run()
+"""
+
+
+def test_a_child_on_its_last_request_accepts_no_more(tmp_path: Path, procs: ProcessReaper) -> None:
+    """requests=1 with one child: a connection that arrives while the child's
+    one request is under way waits for the next child -- the child stops
+    accepting when its last request starts, not when it is answered."""
+    script = tmp_path / "quota.py"
+    script.write_text(QUOTA_SERVER)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    procs.add_session(proc.pid)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline().split("=", 1)[1])
+    first = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    first.request("GET", "/one")
+    wait_until(lambda: any(c.ppid() == proc.pid for c in psutil.Process(proc.pid).children()))
+    second = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    second.connect()  # queued while the first request is under way
+    second.request("GET", "/two")
+    one = first.getresponse().read().decode()
+    two = second.getresponse().read().decode()
+    first.close()
+    second.close()
+    assert one.startswith("pid=") and two.startswith("pid=")
+    assert one != two, "the child served past its requests=1"
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=15)
+    proc.stdout.close()

@@ -311,6 +311,8 @@ def _run(config: ServeConfig, handler: WSGIHandler) -> int:
         requests=config.max_requests or _NO_LIMIT,
         shutdown_timeout=config.graceful_timeout,
     )
+    if sync_worker(config):
+        worker.component = daemon
     arbiter = Arbiter(config, handler, daemon)
     arbiter.access_file = access_file
     where = f"{bind.host}:{port}" if port is not None else str(bind)

@@ -43,7 +43,7 @@ import socket
 import time
 import traceback
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kernelish import KERNEL, HandlerArgs, Session
 from kernelish.components.server_http import (
@@ -57,6 +57,9 @@ from kernelish.filters import HTTPD
 from kernelish.http import Headers, Request, Response
 
 from ._adapter import WSGIHandler
+
+if TYPE_CHECKING:
+    from kernelish.components.daemon import DaemonComponent
 
 __all__ = ["SyncResponse", "SyncWorker"]
 
@@ -163,6 +166,8 @@ class SyncWorker:
         self.local_ip, self.local_port = _local(sock)
         self.update: Any = None
         self.role: Any = None
+        #: The DaemonComponent that runs this worker (``serve`` sets it once spawned).
+        self.component: DaemonComponent | None = None
         self.session = Session.create(
             inline_states={
                 "_start": self._start,
@@ -207,8 +212,7 @@ class SyncWorker:
         from kernelish.components.daemon import Daemon
 
         kernel = _[KERNEL]
-        component = Daemon._component() if Daemon._component is not None else None
-        role = component.child if component is not None else None
+        role = self.component.child if self.component is not None else None
         if role is not None:
             # The Daemon's own update_status state is this call: made
             # directly, twice a request, it skips the kernel's dispatch.

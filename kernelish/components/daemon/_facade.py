@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 from kernelish import current_kernel
 from kernelish.peek import Peek
 
+from ._child import PreforkChild
+
 if TYPE_CHECKING:
     from ._component import DaemonComponent
     from ._scoreboard import Scoreboard
@@ -60,6 +62,19 @@ class Daemon:
         if component is None or not cls.alias:
             return None
         return component.scoreboard
+
+    @classmethod
+    def requests_left(cls) -> int | None:
+        """In a pre-forked child: how many more requests (``'req'``) it
+        starts before it leaves -- 0 on its last one, or once it is leaving;
+        None in any other process (kernelish: a child that serves several
+        connections at once stops accepting when this reaches 0, so no
+        connection is accepted past its ``requests``)."""
+        component = cls._component() if cls._component is not None else None
+        role = component.child if component is not None else None
+        if not isinstance(role, PreforkChild):
+            return None
+        return 0 if role.leaving else max(0, role.max_requests - role.served)
 
     @classmethod
     def update_status(cls, status: str, parm: Any = None) -> Any:

@@ -20,6 +20,7 @@ import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from kernelish import current_kernel
 from kernelish.components.daemon import Daemon, pool_mode
 from kernelish.http import Response
 
@@ -102,6 +103,11 @@ class HTTPServer:
                 Daemon.update_status("done")
             Daemon.update_status("req")
             self.in_flight += 1
+            left = Daemon.requests_left()
+            if left is not None and left <= len(self.conns) and self.listener_id is not None:
+                # As many connections as requests left: the child accepts
+                # none it would not serve (the pool's next child will).
+                current_kernel().call(self.listener_id, "tcp_server_daemon_gate")
 
     def request_finished(self, conn: HTTPConnection, response: ServerResponse) -> None:
         """``response`` is all out."""

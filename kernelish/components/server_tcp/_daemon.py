@@ -31,9 +31,12 @@ a pre-forked child keeps accepting up to ``Concurrency`` connections at
 once and the glue reports none of them; the program says
 ``update_status('req')`` / ``('done')`` around each of its requests and
 drains its own connections on ``daemon_shutdown`` (the listener still
-closes).  That is the shape of a protocol with many requests per
-connection (HTTP keep-alive: ``ServerHTTP``), where a connection is not a
-request and "idle" is the program's to judge.  Post-forking is the same in
+closes), and it accepts no more connections than it has requests left
+(``Daemon.requests_left()``; the program asks the listener to look again,
+``tcp_server_daemon_gate``, when a request starts).  That is the shape of
+a protocol with many requests per connection (HTTP keep-alive:
+``ServerHTTP``), where a connection is not a request and "idle" is the
+program's to judge.  Post-forking is the same in
 both: a child per connection, whose end is the child's end.
 
 Which mode the Daemon runs is asked of it (:func:`pool_mode`) when the
@@ -82,6 +85,7 @@ class DaemonGlue:
             "tcp_server_daemon_accept": self.daemon_accept,
             "tcp_server_daemon_pause": self.daemon_pause,
             "tcp_server_daemon_shutdown": self.daemon_shutdown,
+            "tcp_server_daemon_gate": self.daemon_gate,
         }
 
     def start(self, _: HandlerArgs) -> None:
@@ -131,6 +135,21 @@ class DaemonGlue:
         """``daemon_pause`` (post-forking): every child is busy."""
         self.listener.held = True
         self.listener.gate(_[HEAP])
+
+    def daemon_gate(self, _: HandlerArgs) -> None:
+        """``tcp_server_daemon_gate`` (from the program, kernelish): its
+        requests left changed; accept or not again (:meth:`over_quota`)."""
+        self.listener.gate(_[HEAP])
+
+    def over_quota(self, heap: Any) -> bool:
+        """Whether a pre-forked child of ``DaemonRequests='program'`` has as
+        many connections open as requests left before it leaves: it accepts
+        no more, so no connection waits on a child that is about to go while
+        the pool's next one could serve it."""
+        if not (self.program and self.child and self.mode == "prefork"):
+            return False
+        left = Daemon.requests_left()
+        return left is not None and heap["connections"] >= left
 
     def daemon_shutdown(self, _: HandlerArgs) -> None:
         """``daemon_shutdown``: stop listening; drain the connections

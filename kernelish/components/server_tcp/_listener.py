@@ -168,12 +168,15 @@ class Listener:
 
     def gate(self, heap: Any) -> None:
         """Accept or not: not while the Daemon holds it, nor with
-        ``Concurrency`` connections open."""
+        ``Concurrency`` connections open, nor (a pre-forked child) with as
+        many connections open as requests left."""
         listener = heap.get("listener")
         if listener is None:
             return
         limit = heap["concurrency"]
         want = not self.held and (limit == -1 or heap["connections"] < limit)
+        if want and self.glue is not None and self.glue.over_quota(heap):
+            want = False
         if want != self.accepting:
             self.accepting = want
             if want:
