@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable, Mapping
+from types import FunctionType
 from typing import Any
 
 from ._handler_args import HandlerArgs
@@ -128,7 +129,7 @@ class Session(Node):
         """
         states: dict[str, tuple[Handler, Any]] = {}
         for name, func in (inline_states or {}).items():
-            if not callable(func):
+            if func.__class__ is not FunctionType and not callable(func):
                 raise TypeError(f"inline state {name!r} is not callable: {func!r}")
             states[name] = (as_handler(func), None)
         for owner, names in list(object_states or []) + list(package_states or []):
