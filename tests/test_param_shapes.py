@@ -18,6 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic_core import PydanticUndefined
 
+import kernelish
+import kernelish.components.client_tcp
 import kernelish.drivers
 import kernelish.filters
 import kernelish.wheels
@@ -70,12 +72,22 @@ def pool(sock: socket.socket) -> list[Any]:
         kernelish.filters.Stream(),
         socket.AF_INET,
         object(),
+        on_event,
+        {"go": on_event},
+        {"go": 1},
+        {1: on_event},
+        kernelish.Session,
+        int,
     ]
+
+
+def on_event(_: Any) -> None:
+    """A callable, for the shapes' callback parameters (ClientTCP's)."""
 
 
 def test_every_component_has_its_shape_checked() -> None:
     owners = {shape.owner for shape in SHAPES}
-    assert {"Line", "SysRW", "ReadWrite", "SocketFactory", "Block", "Stream"} <= owners
+    assert {"Line", "SysRW", "ReadWrite", "SocketFactory", "Block", "Stream", "ClientTCP"} <= owners
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda shape: shape.owner)
@@ -151,6 +163,7 @@ from kernelish import poe_kernel, Session
 from kernelish.drivers import SysRW
 from kernelish.filters import Block, Line, Stream
 from kernelish.wheels import ReadWrite, SocketFactory
+from kernelish.components.client_tcp import ClientTCP
 
 def _start(_):
     listener = SocketFactory(BindAddress="127.0.0.1", BindPort=0, Reuse="yes",
@@ -161,6 +174,8 @@ def _start(_):
                       HighMark=65536, LowMark=4096, Backpressure=True)
     Line(Literal="\\n"), SysRW(BlockSize=4096), Stream(), Block()
     del wheel, listener
+    ClientTCP(RemoteAddress="127.0.0.1", RemotePort=1, ServerInput=print, Connected=print,
+              ConnectError=lambda _: None, Disconnected=print, ConnectTimeout=5)
 
 Session.create(inline_states={"_start": _start})
 poe_kernel.run()
@@ -168,6 +183,36 @@ assert "Run" in dir(kernelish.wheels) and "Run" in kernelish.wheels.__all__
 heavy = ("pydantic", "pickle", "json", "zlib", "termios", "subprocess", "kernelish.wheels._run")
 print(sorted(name for name in heavy if name in sys.modules))
 """
+
+
+def test_a_client_tcp_with_plain_parameters_skips_pydantic() -> None:
+    shape = next(shape for shape in SHAPES if shape.owner == "ClientTCP")
+    params: dict[str, Any] = {
+        "RemoteAddress": "127.0.0.1",
+        "RemotePort": 80,
+        "Connected": on_event,
+        "ServerInput": on_event,
+        "Disconnected": on_event,
+        "ConnectTimeout": 5,
+        "Alias": "client",
+        "InlineStates": {"go": on_event},
+        "Args": [1, 2],
+        "HighMark": 100,
+        "LowMark": 10,
+        "ServerHigh": on_event,
+        "ServerLow": on_event,
+    }
+    fast = shape.common(params)
+    assert fast is not None
+    slow = shape.model.model_validate(params)
+    for field in shape.model.model_fields:
+        assert getattr(fast, field) == getattr(slow, field), field
+    assert fast.model_fields_set == slow.model_fields_set
+    # What the shape leaves to pydantic: a half set of marks, no port.
+    assert shape.common({**params, "ServerLow": None}) is None
+    assert shape.common({k: v for k, v in params.items() if k != "RemotePort"}) is None
+    with pytest.raises(ParameterError, match="must define all four"):
+        shape.parse({**params, "ServerLow": None})
 
 
 def test_a_line_server_never_imports_pydantic() -> None:

@@ -40,12 +40,13 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import socket
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kernelish import ARG0, ARG1, ARG2, HEAP, KERNEL, SESSION, HandlerArgs
-from kernelish._params import parse_params
+from kernelish import ARG0, ARG1, ARG2, HEAP, KERNEL, SESSION, HandlerArgs, Session
+from kernelish._params import LazyParams, exact, positive_int
 from kernelish.wheels import ReadWrite, SocketFactory
 
 from .._shared import (
@@ -57,7 +58,9 @@ from .._shared import (
     with_args,
 )
 from .._tls import TLSDriver, TLSHandshake, close_notify, no_delay
-from ._params import ClientTCPParams
+
+if TYPE_CHECKING:
+    from ._params import ClientTCPParams
 
 __all__ = ["ClientTCP"]
 
@@ -86,6 +89,123 @@ _OWN = frozenset(
         "got_tls_up",
         "got_tls_failed",
     }
+)
+
+
+def _callback(value: Any) -> bool:
+    return callable(value)
+
+
+def _maybe_callback(value: Any) -> bool:
+    return value is None or callable(value)
+
+
+def _anything(value: Any) -> bool:
+    return True
+
+
+def _timeout(value: Any) -> bool:
+    return value.__class__ in (int, float) and 0 < value < float("inf")
+
+
+def _maybe_timeout(value: Any) -> bool:
+    return value is None or _timeout(value)
+
+
+def _maybe_mark(value: Any) -> bool:
+    return value is None or positive_int(value)
+
+
+def _states(value: Any) -> bool:
+    return value is None or (
+        value.__class__ is dict
+        and all(k.__class__ is str and callable(v) for k, v in value.items())
+    )
+
+
+def _session_type(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, Session)
+
+
+def _consistent(p: Any) -> bool:
+    """ClientTCPParams' rules for the common shape; False lets the model word the error."""
+    if p.remote_port is None and p.domain != socket.AF_UNIX:
+        return False
+    marks = (p.high_mark, p.low_mark, p.server_high, p.server_low)
+    if any(m is not None for m in marks):
+        return all(m is not None for m in marks) and p.low_mark < p.high_mark
+    return True
+
+
+#: ClientTCP's parameters (the model: :mod:`._params`).  A program may make a
+#: ClientTCP per connection, and pydantic's validation was a sixth of that
+#: session's creation; the common shape -- everything but ``Domain`` and
+#: ``SSLContext`` with a plain value -- is checked without it (and without
+#: importing it).
+_PARAMS = LazyParams(
+    _OWNER,
+    "kernelish.components.client_tcp._params:ClientTCPParams",
+    {
+        "bind_address": None,
+        "bind_port": None,
+        "domain": None,
+        "alias": None,
+        "connect_timeout": None,
+        "args": (),
+        "started": None,
+        "pre_connect": None,
+        "connected": None,
+        "connect_error": None,
+        "disconnected": None,
+        "server_error": None,
+        "server_flushed": None,
+        "server_high": None,
+        "server_low": None,
+        "high_mark": None,
+        "low_mark": None,
+        "filter": None,
+        "inline_states": None,
+        "object_states": None,
+        "package_states": None,
+        "session_type": Session,
+        "session_params": None,
+        "ssl_context": None,
+        "server_hostname": None,
+        "handshake_timeout": 60.0,
+        "input_timeout": None,
+    },
+    {
+        "remote_address": exact(str, None),
+        "remote_port": exact(int, str, None),
+        "bind_address": exact(str, None),
+        "bind_port": exact(int, str, None),
+        "alias": exact(str, None),
+        "connect_timeout": _maybe_timeout,
+        "args": exact(list, tuple),
+        "started": _maybe_callback,
+        "pre_connect": _maybe_callback,
+        "connected": _maybe_callback,
+        "connect_error": _maybe_callback,
+        "disconnected": _maybe_callback,
+        "server_input": _callback,
+        "server_error": _maybe_callback,
+        "server_flushed": _maybe_callback,
+        "server_high": _maybe_callback,
+        "server_low": _maybe_callback,
+        "high_mark": _maybe_mark,
+        "low_mark": _maybe_mark,
+        "filter": _anything,
+        "inline_states": _states,
+        "object_states": exact(list, None),
+        "package_states": exact(list, None),
+        "session_type": _session_type,
+        "session_params": _anything,
+        "server_hostname": exact(str, None),
+        "handshake_timeout": _timeout,
+        "input_timeout": _maybe_timeout,
+    },
+    required=("remote_address", "remote_port", "server_input"),
+    consistent=_consistent,
 )
 
 
@@ -366,8 +486,14 @@ class ClientTCP(SessionID):
     """
 
     def __new__(cls, **params: Any) -> ClientTCP:
-        p = parse_params(ClientTCPParams, _OWNER, params)
-        check_states(_OWNER, _OWN.__contains__, params)
+        p: ClientTCPParams = _PARAMS.parse(params)
+        if p.inline_states or p.object_states or p.package_states:
+            given = {
+                "InlineStates": p.inline_states,
+                "ObjectStates": p.object_states,
+                "PackageStates": p.package_states,
+            }
+            check_states(_OWNER, _OWN.__contains__, given)
         options = session_options(_OWNER, p.session_params)
         client = _Client(p)
         session = p.session_type.create(
