@@ -149,6 +149,25 @@ class Session(Node):
             cls, states, {} if heap is None else heap, start_args, dict(options or {})
         )
 
+    @classmethod
+    def create_registered(
+        cls,
+        states: dict[str, tuple[Handler, Any]],
+        heap: Any = None,
+        args: tuple[Any, ...] = (),
+        options: Mapping[str, Any] | None = None,
+    ) -> Session | None:
+        """:meth:`create` for states already in the form the kernel stores
+        them: ``{event: (handler, object)}``, each handler as
+        :func:`~kernelish._handlers.as_handler` returns it.  The session
+        takes ``states`` as its own (the caller makes a fresh dict).  Not in
+        POE: for components that make a session per connection from one
+        table of states (ClientTCP), which ``create`` would register one by
+        one."""
+        return current_kernel()._create_session(
+            cls, states, {} if heap is None else heap, args, dict(options or {})
+        )
+
     @property
     def alive(self) -> bool:
         """Whether the session is alive: started and not stopping or stopped."""
