@@ -23,7 +23,7 @@ import kernelish.components.client_tcp
 import kernelish.drivers
 import kernelish.filters
 import kernelish.wheels
-from kernelish._params import LazyParams, ParameterError, camel
+from kernelish._params import LazyParams, ParameterError, callback, camel, exact
 
 kernelish.wheels.Run  # noqa: B018 - the lazily imported wheel: its models too
 
@@ -227,3 +227,23 @@ def test_a_line_server_never_imports_pydantic() -> None:
         check=True,
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_a_shapes_plans_check_each_call_and_are_bounded() -> None:
+    shape = LazyParams(
+        "Plans", "kernelish.filters._models:LineParams", {"a": 0, "b": None}, {"a": exact(int)}
+    )
+    shape._checks["b"] = callback()
+    shape._names.update({"b": ("b", shape._checks["b"]), "B": ("b", shape._checks["b"])})
+    assert shape.common({"a": 1, "b": on_event}).b is on_event
+    assert shape.common({"a": "1", "b": on_event}) is None  # the same names, a bad value
+    assert shape.common({"a": 1, "b": 1}) is None
+    found = shape.common({"B": None, "A": 2})
+    assert (found.a, found.b, found.model_fields_set) == (2, None, {"a", "b"})
+    assert shape.common({"a": 1, "A": 2}) is None  # one parameter given twice
+    for n in range(LazyParams.PLANS + 10):
+        assert shape.common({f"unknown{n}": 1}) is None
+    assert len(shape._plans) == LazyParams.PLANS
+    assert shape.common({"unknown1000": 1, "a": 1}) is None
+    assert shape.common({"a": 3}).a == 3
+    LazyParams.made.remove(shape)

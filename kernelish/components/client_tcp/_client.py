@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from kernelish import ARG0, ARG1, ARG2, HEAP, KERNEL, SESSION, HandlerArgs, Session
 from kernelish._handlers import as_handler
-from kernelish._params import LazyParams, exact, positive_int
+from kernelish._params import LazyParams, callback, exact, positive_int
 from kernelish.wheels import ReadWrite, SocketFactory
 
 from .._shared import (
@@ -93,12 +93,7 @@ _OWN = frozenset(
 )
 
 
-def _callback(value: Any) -> bool:
-    return callable(value)
-
-
-def _maybe_callback(value: Any) -> bool:
-    return value is None or callable(value)
+_maybe_callback = callback()
 
 
 def _anything(value: Any) -> bool:
@@ -132,10 +127,16 @@ def _consistent(p: Any) -> bool:
     """ClientTCPParams' rules for the common shape; False lets the model word the error."""
     if p.remote_port is None and p.domain != socket.AF_UNIX:
         return False
-    marks = (p.high_mark, p.low_mark, p.server_high, p.server_low)
-    if any(m is not None for m in marks):
-        return all(m is not None for m in marks) and p.low_mark < p.high_mark
-    return True
+    high, low = p.high_mark, p.low_mark
+    if high is None and low is None and p.server_high is None and p.server_low is None:
+        return True
+    return (
+        high is not None
+        and low is not None
+        and p.server_high is not None
+        and p.server_low is not None
+        and low < high
+    )
 
 
 #: ClientTCP's parameters (the model: :mod:`._params`).  A program may make a
@@ -188,7 +189,7 @@ _PARAMS = LazyParams(
         "connected": _maybe_callback,
         "connect_error": _maybe_callback,
         "disconnected": _maybe_callback,
-        "server_input": _callback,
+        "server_input": callback(none=False),
         "server_error": _maybe_callback,
         "server_flushed": _maybe_callback,
         "server_high": _maybe_callback,
