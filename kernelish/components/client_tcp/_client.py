@@ -260,7 +260,11 @@ class _Client:
         self.p = p
         self.address = p.remote_address if p.remote_address is not None else "127.0.0.1"
         self.port = p.remote_port
-        self.filter = filter_factory(_OWNER, "Filter", p.filter) or default_filter
+        self.filter = (
+            default_filter
+            if p.filter is None
+            else filter_factory(_OWNER, "Filter", p.filter) or default_filter
+        )
         self.connect_error: Callable[[HandlerArgs], Any] = p.connect_error or default_connect_error
         self.server_error: Callable[[HandlerArgs], Any] = p.server_error or default_server_error
         wheel: dict[str, Any] = {"InputEvent": "got_server_input", "ErrorEvent": "got_server_error"}
@@ -541,7 +545,7 @@ class ClientTCP(SessionID):
         if inline or objects or packages:
             given = {"InlineStates": inline, "ObjectStates": objects, "PackageStates": packages}
             check_states(_OWNER, _OWN.__contains__, given)
-        options = session_options(_OWNER, p.session_params)
+        options = {} if p.session_params is None else session_options(_OWNER, p.session_params)
         heap = _Heap()
         heap.client = _Client(p)
         table = _TABLES[p.connect_timeout is not None, p.ssl_context is not None]
