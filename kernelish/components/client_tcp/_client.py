@@ -242,6 +242,10 @@ def default_server_error(_: HandlerArgs) -> None:
     _[KERNEL].yield_("shutdown")
 
 
+#: The ReadWrite's events; ServerFlushed, the marks and InputTimeout add theirs.
+_WHEEL: dict[str, Any] = {"InputEvent": "got_server_input", "ErrorEvent": "got_server_error"}
+
+
 class _Client:
     """What one ClientTCP keeps besides POE's heap keys: its parameters and
     the address it connects to (``connect`` may change it)."""
@@ -267,7 +271,10 @@ class _Client:
         )
         self.connect_error: Callable[[HandlerArgs], Any] = p.connect_error or default_connect_error
         self.server_error: Callable[[HandlerArgs], Any] = p.server_error or default_server_error
-        wheel: dict[str, Any] = {"InputEvent": "got_server_input", "ErrorEvent": "got_server_error"}
+        if p.server_flushed is None and p.high_mark is None and p.input_timeout is None:
+            self.wheel_params = _WHEEL  # the common case: one shared, never changed
+            return
+        wheel: dict[str, Any] = dict(_WHEEL)
         if p.server_flushed is not None:
             # Otherwise set only when a shutdown waits for it (a dispatch each).
             wheel["FlushedEvent"] = "got_server_flush"
@@ -333,7 +340,7 @@ def _reconnect(_: HandlerArgs) -> None:
     if p.alias is not None:
         kernel.alias_set(p.alias)
     heap.pop("server", None)  # the old connection, if any, closes
-    where: dict[str, Any] = {"RemoteAddress": client.address, "RemotePort": client.port}
+    where: dict[str, Any] = {}
     if p.domain is not None:
         where["SocketDomain"] = p.domain
     if p.bind_address is not None:
@@ -341,7 +348,11 @@ def _reconnect(_: HandlerArgs) -> None:
     if p.bind_port is not None:
         where["BindPort"] = p.bind_port
     heap["server"] = SocketFactory(
-        **where, SuccessEvent="got_connect_success", FailureEvent="got_connect_error"
+        RemoteAddress=client.address,
+        RemotePort=client.port,
+        SuccessEvent="got_connect_success",
+        FailureEvent="got_connect_error",
+        **where,
     )
     _cancel_timeout(kernel, heap)
     if p.connect_timeout is not None:
@@ -400,10 +411,12 @@ def _got_connect_success(_: HandlerArgs) -> None:
 
 def _established(heap: _Heap, sock: Any, driver: TLSDriver | None) -> None:
     client = heap.client
-    params = dict(client.wheel_params, Filter=client.filter())
-    if driver is not None:
-        params["Driver"] = driver
-    heap["server"] = ReadWrite(Handle=sock, **params)
+    if driver is None:
+        heap["server"] = ReadWrite(Handle=sock, Filter=client.filter(), **client.wheel_params)
+    else:
+        heap["server"] = ReadWrite(
+            Handle=sock, Filter=client.filter(), Driver=driver, **client.wheel_params
+        )
     heap["connected"] = True
 
 
