@@ -212,7 +212,9 @@ BOUNDS.update(
             "Each connection of a ClientTCP is a SocketFactory, a ReadWrite and two "
             "posted events (`reconnect`, `shutdown`), each wheel with its parameter "
             "check, watch and unwatch; a new ClientTCP per connection adds a session "
-            "(its states registered, its `_start`, its stop and sweep). asyncio's "
+            "(its parameters' common shape checked, its shape's state table copied, its "
+            "`_start`, the `_garbage_collect` marker POE queues, its stop and sweep; "
+            "`bench/client_ab.py` compares it with main's). asyncio's "
             "`open_connection` is a transport and a protocol. The profile below is a "
             "new ClientTCP per connection, 8 at a time."
         ),

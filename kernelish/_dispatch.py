@@ -86,6 +86,14 @@ def find_handler(
     return entry[0], entry[1], "_default", (state, list(args))
 
 
+def _hears_child(parent: Node) -> bool:
+    """Whether ``_child`` would run a handler of ``parent`` (its own, or
+    ``_default``): a parent without one -- a component's manager making a
+    session per connection -- spares the call."""
+    states = parent._states
+    return "_child" in states or "_default" in states
+
+
 class Dispatcher:
     """Sessions and the delivery of events to them (the heart of POE::Kernel).
 
@@ -383,7 +391,12 @@ class Dispatcher:
         self.table.adopt(parent, session)
         session._lifecycle = _ALIVE
         ret = self.invoke(session, "_start", args, parent, None, None, None, ET_START)
-        if session._lifecycle is _ALIVE and session._parent is parent and parent is not kernel:
+        if (
+            session._lifecycle is _ALIVE
+            and session._parent is parent
+            and parent is not kernel
+            and _hears_child(parent)
+        ):
             self.invoke(
                 parent, "_child", ("create", session, ret), kernel, None, None, None, ET_CHILD
             )
@@ -399,11 +412,19 @@ class Dispatcher:
         session._lifecycle = _STOPPING
         parent = session._parent
         assert parent is not None
-        for child in list(session._children):
-            self.invoke(parent, "_child", ("gain", child, None), kernel, None, None, None, ET_CHILD)
-            self.invoke(child, "_parent", (session, parent), kernel, None, None, None, ET_PARENT)
+        if session._children:
+            for child in list(session._children):
+                self.invoke(
+                    parent, "_child", ("gain", child, None), kernel, None, None, None, ET_CHILD
+                )
+                self.invoke(
+                    child, "_parent", (session, parent), kernel, None, None, None, ET_PARENT
+                )
         ret = self.invoke(session, "_stop", (), sender, None, None, None, ET_STOP)
-        self.invoke(parent, "_child", ("lose", session, ret), kernel, None, None, None, ET_CHILD)
+        if _hears_child(parent):
+            self.invoke(
+                parent, "_child", ("lose", session, ret), kernel, None, None, None, ET_CHILD
+            )
         # Bookkeeping: every resource the session held, its queued events,
         # then the tree and the table.
         self._release_resources(session)

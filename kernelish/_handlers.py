@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from types import FunctionType, MethodType
 from typing import Any
 
 __all__ = ["as_handler"]
@@ -31,6 +32,17 @@ def as_handler(func: Callable[..., Any]) -> Callable[..., Any]:
     the loop of ``run_async``; the choice is made once, when the state is
     registered, so the dispatch path pays nothing for it.
     """
+    # A plain function or a method -- nearly every state -- is looked at
+    # directly: a component's session registers a dozen states per
+    # connection (ClientTCP, ServerTCP's), and the general check cost a
+    # ClientTCP's creation about a third of Session.create.
+    kind = func.__class__
+    if kind is MethodType:
+        inner = func.__func__  # type: ignore[attr-defined]
+        if inner.__class__ is FunctionType and not inner.__code__.co_flags & _CO_COROUTINE:
+            return func
+    elif kind is FunctionType and not func.__code__.co_flags & _CO_COROUTINE:
+        return func
     if not _is_coroutine_function(func):
         return func
 

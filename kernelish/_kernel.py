@@ -721,9 +721,13 @@ class Kernel(Node):
     def _release_resources(self, session: Session) -> None:
         """What a stopping session held, released in one fixed order:
         handles, signal watchers, child watches (POE-SEMANTICS 3.3)."""
-        self._io.release(session)
-        self._signals.release(session)
-        self._reaper.release(session)
+        # Most sessions hold none of them by the time they stop.
+        if session._fds:
+            self._io.release(session)
+        if session._sig_watchers:
+            self._signals.release(session)
+        if session._pids:
+            self._reaper.release(session)
 
     # -- running ------------------------------------------------------------
 

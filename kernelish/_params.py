@@ -35,6 +35,7 @@ __all__ = [
     "CommonParams",
     "LazyParams",
     "ParameterError",
+    "callback",
     "camel",
     "exact",
     "instance_of",
@@ -98,6 +99,24 @@ def exact(*types: type | None) -> Check:
     return _Exact(type(None) if t is None else t for t in types)
 
 
+class _Callback:
+    """The check :func:`callback` makes, which :meth:`LazyParams.common`
+    tests inline (no call per parameter)."""
+
+    __slots__ = ("none",)
+
+    def __init__(self, none: bool) -> None:
+        self.none = none
+
+    def __call__(self, value: Any) -> bool:
+        return callable(value) or (self.none and value is None)
+
+
+def callback(*, none: bool = True) -> Check:
+    """A callable (``Callable[..., Any]`` in the model), or None when ``none``."""
+    return _Callback(none)
+
+
 def instance_of(*types: type, none: bool = False) -> Check:
     """An instance of one of ``types`` (a socket, a Filter), or None when ``none``."""
     return lambda value: isinstance(value, types) or (none and value is None)
@@ -141,9 +160,14 @@ class LazyParams:
         "_made",
         "_model",
         "_names",
+        "_plans",
         "_required",
         "owner",
     )
+
+    #: How many spellings of the parameters (which names, in which order) a
+    #: component keeps the plan of; past it, each call works it out again.
+    PLANS = 64
 
     #: Every LazyParams made, for the tests that hold each shape to its model.
     made: list[LazyParams] = []
@@ -181,6 +205,12 @@ class LazyParams:
         # their defaults are one shared object (nothing assigns to parameters).
         # Without defaults there is no common shape: pydantic sees every call.
         self._empty = None if required or defaults is None else self._made()
+        #: The names a call gave, in its order -> their fields, their checks
+        #: and the set of fields; or None when those names cannot have the
+        #: common shape (unknown, given twice, a required one missing).  A
+        #: component is nearly always called with the same names: a program
+        #: builds its wheels, filters and clients with the same few lines.
+        self._plans: dict[tuple[str, ...], Any] = {}
         LazyParams.made.append(self)
 
     @property
@@ -198,30 +228,51 @@ class LazyParams:
         """The parameters as a CommonParams when they have the common shape, else None."""
         if not params:
             return self._empty
-        given: dict[str, Any] = {}
-        names = self._names
-        for key, value in params.items():
-            entry = names.get(key)
-            if entry is None:
-                return None
-            field, check = entry
-            if field in given:
-                return None
-            if check.__class__ is _Exact:
+        names = tuple(params)
+        plan = self._plans.get(names, False)
+        if plan is False:
+            plan = self._plan(names)
+        if plan is None:
+            return None
+        fields, checks, given = plan
+        values = params.values()
+        at = 0
+        for value in values:
+            check = checks[at]
+            at += 1  # noqa: SIM113 - faster than enumerate() or zip() here
+            kind = check.__class__
+            if kind is _Exact:
                 if value.__class__ not in check:
+                    return None
+            elif kind is _Callback:
+                if not callable(value) and (value is not None or not check.none):
                     return None
             elif not check(value):
                 return None
-            given[field] = value
-        for field in self._required:
-            if field not in given:
-                return None
         found = self._made()
-        found.__dict__.update(given)
+        found.__dict__ = dict(zip(fields, values))  # noqa: B905 - the plan's length
         if self._consistent is not None and not self._consistent(found):
             return None
-        found.model_fields_set = frozenset(given)
+        found.model_fields_set = given
         return found
+
+    def _plan(self, names: tuple[str, ...]) -> Any:
+        """The plan of :meth:`common` for these names (kept, up to :attr:`PLANS`)."""
+        fields: list[str] = []
+        checks: list[Check] = []
+        plan: Any = None
+        for name in names:
+            entry = self._names.get(name)
+            if entry is None or entry[0] in fields:
+                break
+            fields.append(entry[0])
+            checks.append(entry[1])
+        else:
+            if all(field in fields for field in self._required):
+                plan = (tuple(fields), tuple(checks), frozenset(fields))
+        if len(self._plans) < self.PLANS:
+            self._plans[names] = plan
+        return plan
 
     def parse(self, params: Mapping[str, Any], owner: str | None = None) -> Any:
         """The parameters, from the common shape or else from pydantic (which

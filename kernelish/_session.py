@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable, Mapping
+from types import FunctionType
 from typing import Any
 
 from ._handler_args import HandlerArgs
@@ -128,7 +129,7 @@ class Session(Node):
         """
         states: dict[str, tuple[Handler, Any]] = {}
         for name, func in (inline_states or {}).items():
-            if not callable(func):
+            if func.__class__ is not FunctionType and not callable(func):
                 raise TypeError(f"inline state {name!r} is not callable: {func!r}")
             states[name] = (as_handler(func), None)
         for owner, names in list(object_states or []) + list(package_states or []):
@@ -146,6 +147,25 @@ class Session(Node):
             start_args = (args,)
         return current_kernel()._create_session(
             cls, states, {} if heap is None else heap, start_args, dict(options or {})
+        )
+
+    @classmethod
+    def create_registered(
+        cls,
+        states: dict[str, tuple[Handler, Any]],
+        heap: Any = None,
+        args: tuple[Any, ...] = (),
+        options: Mapping[str, Any] | None = None,
+    ) -> Session | None:
+        """:meth:`create` for states already in the form the kernel stores
+        them: ``{event: (handler, object)}``, each handler as
+        :func:`~kernelish._handlers.as_handler` returns it.  The session
+        takes ``states`` as its own (the caller makes a fresh dict).  Not in
+        POE: for components that make a session per connection from one
+        table of states (ClientTCP), which ``create`` would register one by
+        one."""
+        return current_kernel()._create_session(
+            cls, states, {} if heap is None else heap, args, dict(options or {})
         )
 
     @property

@@ -11,7 +11,19 @@ from typing import Any
 
 import pytest
 
-from kernelish import ARG0, ARG1, ARG2, HEAP, KERNEL, SESSION, HandlerArgs, poe_kernel
+from kernelish import (
+    ARG0,
+    ARG1,
+    ARG2,
+    HEAP,
+    KERNEL,
+    OBJECT,
+    SESSION,
+    STATE,
+    HandlerArgs,
+    Session,
+    poe_kernel,
+)
 from kernelish._params import ParameterError
 from kernelish.components.client_tcp import ClientTCP
 from kernelish.components.server_tcp import ServerTCP
@@ -354,4 +366,53 @@ def test_states_session_params_marks_and_input_timeout() -> None:
     )
     run_until(lambda: ("error", "read", errno.ETIMEDOUT) in got, what="the input timeout")
     assert got[:4] == [("options", {"trace": 1}), "inline", "object", "package"]
+    finish()
+
+
+class CountedSession(Session):
+    """A SessionType whose ``create`` counts (ClientTCP must go through it)."""
+
+    made = 0
+
+    @classmethod
+    def create(cls, *args: Any, **kwargs: Any) -> Session | None:
+        cls.made += 1
+        return super().create(*args, **kwargs)
+
+
+@pytest.mark.parametrize("session_type", [Session, CountedSession])
+def test_inline_states_options_and_session_type(session_type: type[Session]) -> None:
+    server = echo_server()
+    got: list[Any] = []
+    before = CountedSession.made
+
+    def connected(_: HandlerArgs) -> None:
+        session = _[SESSION]
+        got.append((type(session), session.options, _[OBJECT], _[ARG2], _[STATE]))
+        _[KERNEL].yield_("inline", "x")
+
+    ClientTCP(
+        RemoteAddress="127.0.0.1",
+        RemotePort=server.port,
+        Connected=connected,
+        ServerInput=lambda _: (got.append(_[ARG0]), _[KERNEL].yield_("shutdown")),
+        Disconnected=lambda _: got.append(("disconnected", sorted(_[HEAP]))),
+        inline_states={"inline": lambda _: _[HEAP]["server"].put("inline " + _[ARG0])},
+        SessionParams=["options", {"trace": 1}],
+        SessionType=session_type,
+        Args=("a",),
+    )
+    run_until(lambda: got and got[-1][0] == "disconnected", what="Disconnected")
+    assert got[0] == (session_type, {"trace": 1}, None, server.port, "got_connect_success")
+    assert got[1] == "inline x"
+    # POE's heap keys, and only those.
+    assert got[2] == ("disconnected", ["connected", "shutdown", "shutdown_on_error"])
+    assert CountedSession.made == before + (session_type is CountedSession)
+    with pytest.raises(ParameterError, match="may not be replaced: shutdown"):
+        ClientTCP(
+            RemoteAddress="127.0.0.1",
+            RemotePort=server.port,
+            ServerInput=echo,
+            inline_states={"shutdown": echo},
+        )
     finish()
