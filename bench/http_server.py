@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import shutil
 import signal
 import socket
@@ -39,7 +38,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import emit, table  # noqa: E402
+from _common import emit, table, wrk  # noqa: E402
 
 PY = sys.executable
 ENV = {**os.environ, "PYTHONPATH": str(HERE.parent)}
@@ -176,25 +175,6 @@ class Server:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
-
-
-def wrk(port: int, connections: int, seconds: float, keep_alive: bool) -> float:
-    """Requests per second ``wrk`` measured (non-2xx and socket errors fail)."""
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
-    if not keep_alive:
-        command += ["-H", "Connection: close"]
-    out = subprocess.run(
-        [*command, f"http://127.0.0.1:{port}/"],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 30,
-    ).stdout
-    if "Non-2xx" in out:
-        raise RuntimeError(f"wrk saw errors:\n{out}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
-        raise RuntimeError(f"wrk said:\n{out}")
-    return float(match.group(1))
 
 
 def main() -> None:

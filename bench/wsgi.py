@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import signal
 import socket
@@ -45,7 +44,7 @@ import psutil
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import check, emit, table  # noqa: E402
+from _common import check, emit, table, wrk  # noqa: E402
 
 PY = sys.executable
 WORKERS = 4
@@ -128,25 +127,6 @@ class Server:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
-
-
-def wrk(port: int, connections: int, seconds: float, keep_alive: bool) -> float:
-    """Requests per second ``wrk`` measured (non-2xx responses fail the bench)."""
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s"]
-    if not keep_alive:
-        command += ["-H", "Connection: close"]
-    out = subprocess.run(
-        [*command, f"http://127.0.0.1:{port}/"],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 30,
-    ).stdout
-    if "Non-2xx" in out:
-        raise RuntimeError(f"wrk saw errors:\n{out}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
-        raise RuntimeError(f"wrk said:\n{out}")
-    return float(match.group(1))
 
 
 def main() -> None:

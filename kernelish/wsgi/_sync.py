@@ -41,7 +41,6 @@ import logging
 import os
 import socket
 import time
-import traceback
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +50,7 @@ from kernelish.components.server_http import (
     Connection,
     ServerResponse,
     close_iterable,
+    log_raised,
     plain_head,
 )
 from kernelish.filters import HTTPD
@@ -511,22 +511,8 @@ class SyncWorker:
     def _failed(self, response: SyncResponse, exc: Exception, where: str) -> None:
         """The application raised: logged once, with the pid and the traceback
         (the same line ServerHTTP writes)."""
-        request = response.request
-        what = f"{request.method} {request.target}" if request is not None else "a request"
-        after = " after the status line went out" if response.head_sent else ""
-        text = "".join(traceback.format_exception(exc)).rstrip()
-        exc.__traceback__ = None
-        log.error(
-            "%d: %s for %s from %s raised%s: %s: %s\n%s",
-            os.getpid(),
-            where,
-            what,
-            response.connection.remote_ip,
-            after,
-            type(exc).__name__,
-            exc,
-            text,
-        )
+        remote_ip = response.connection.remote_ip
+        log_raised(log, where, response.request, remote_ip, response.head_sent, exc)
 
 
 _WARM_REQUEST = b"GET /warm?up=1 HTTP/1.1\r\nHost: warm\r\nUser-Agent: warm\r\n\r\n"

@@ -9,6 +9,7 @@ from ._accesslog import AccessLog as AccessLog
 from ._component import ServerHTTP as ServerHTTP
 from ._head import plain_head as plain_head
 from ._helpers import close_iterable as close_iterable
+from ._helpers import log_raised as log_raised
 from ._params import ServerHTTPParams as ServerHTTPParams
 from ._response import Connection as Connection
 from ._response import ServerResponse as ServerResponse
@@ -23,6 +24,7 @@ __all__ = [
     "ServerResponse",
     "close_iterable",
     "daemon_figures",
+    "log_raised",
     "plain_head",
     "prometheus_text",
 ]

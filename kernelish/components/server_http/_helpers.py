@@ -73,3 +73,36 @@ def clear_traceback(exc: BaseException) -> None:
     """Let go of a logged exception's frames (they hold the connection)."""
     if exc.__traceback__ is not None:
         traceback.clear_frames(exc.__traceback__)
+
+
+def log_raised(
+    logger: logging.Logger,
+    where: str,
+    request: Any,
+    remote_ip: str,
+    head_sent: bool,
+    exc: BaseException,
+) -> None:
+    """An application's handler (``where``) raised for ``request``: one ERROR
+    line with the pid and the traceback, as text (shared with the WSGI sync
+    worker, so both servers' logs read alike)."""
+    what = f"{request.method} {request.target}" if request is not None else "a request"
+    after = " after the status line went out" if head_sent else ""
+    # The traceback as text, not exc_info: a log handler that keeps its
+    # records (a test's, a MemoryHandler) would keep the traceback, whose
+    # frames reach back (f_back) into the frames still running -- the
+    # connection's wheel and socket among their locals.
+    text = "".join(traceback.format_exception(exc)).rstrip()
+    clear_traceback(exc)
+    exc.__traceback__ = None
+    logger.error(
+        "%d: %s for %s from %s raised%s: %s: %s\n%s",
+        os.getpid(),
+        where,
+        what,
+        remote_ip,
+        after,
+        type(exc).__name__,
+        exc,
+        text,
+    )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,7 @@ from kernelish.http import Response
 
 from ._accesslog import AccessLog
 from ._connection import log
-from ._helpers import clear_traceback
+from ._helpers import log_raised
 
 if TYPE_CHECKING:
     from ._connection import HTTPConnection
@@ -138,27 +137,7 @@ class HTTPServer:
     ) -> None:
         """A handler (or its body's iterator) raised: logged with its traceback."""
         self.stats.failures += 1
-        request = response.request
-        what = f"{request.method} {request.target}" if request is not None else "a request"
-        after = " after the status line went out" if response.head_sent else ""
-        # The traceback as text, not exc_info: a log handler that keeps its
-        # records (a test's, a MemoryHandler) would keep the traceback, whose
-        # frames reach back (f_back) into the frames still running -- the
-        # connection's wheel and socket among their locals.
-        text = "".join(traceback.format_exception(exc)).rstrip()
-        clear_traceback(exc)
-        exc.__traceback__ = None
-        log.error(
-            "%d: %s for %s from %s raised%s: %s: %s\n%s",
-            os.getpid(),
-            where,
-            what,
-            conn.info.remote_ip,
-            after,
-            type(exc).__name__,
-            exc,
-            text,
-        )
+        log_raised(log, where, response.request, conn.info.remote_ip, response.head_sent, exc)
 
     def refused(self, conn: HTTPConnection, error: Response) -> None:
         """A request was refused (400, 408, 413, 431...): what was wrong."""
