@@ -47,8 +47,8 @@ from typing import TYPE_CHECKING, Any
 from kernelish import KERNEL, HandlerArgs, Session
 from kernelish.components.server_http import (
     AccessLog,
+    BlockingResponse,
     Connection,
-    ServerResponse,
     close_iterable,
     log_raised,
     plain_head,
@@ -61,7 +61,7 @@ from ._adapter import WSGIHandler
 if TYPE_CHECKING:
     from kernelish.components.daemon import DaemonComponent
 
-__all__ = ["SyncResponse", "SyncWorker"]
+__all__ = ["BlockingResponse", "SyncWorker"]
 
 log = logging.getLogger("kernelish.wsgi")
 
@@ -81,47 +81,6 @@ class _Refused(Exception):
     def __init__(self, response: Response) -> None:
         super().__init__(response.status)
         self.response = response
-
-
-class SyncResponse(ServerResponse):
-    """A ServerResponse that writes straight to a blocking socket: the
-    application's ``write()`` (``send``) goes out at once, chunked to an
-    HTTP/1.1 client unless the application gave a ``Content-Length``."""
-
-    __slots__ = ("_chunked", "_sock")
-
-    def __init__(self, sock: socket.socket, request: Request, connection: Connection) -> None:
-        super().__init__(None, request, connection)
-        self._sock = sock
-        self._chunked = False
-        self.close = True
-
-    def send(self, part: bytes | str) -> int:
-        if self.aborted:
-            return 0
-        data = part.encode() if isinstance(part, str) else bytes(part)
-        sock = self._sock
-        if not self._head_sent:
-            self._answer = 2  # SEND
-            self.body = ()  # streamed: chunked, or the application's Content-Length
-            self.prepare(self.request)
-            self._head_sent = True
-            self._chunked = "chunked" in self.headers.tokens("Transfer-Encoding")
-            sock.sendall(self.head_bytes())
-        if data and self.send_body:
-            self.octets += len(data)
-            sock.sendall(b"%x\r\n%s\r\n" % (len(data), data) if self._chunked else data)
-        return 0
-
-    def done(self) -> None:
-        if self.aborted or self._ended:
-            return
-        if self._answer == 0:
-            self.respond()
-            return
-        self._ended = True
-        if self._chunked and self.send_body:
-            self._sock.sendall(b"0\r\n\r\n")
 
 
 class SyncWorker:
@@ -288,7 +247,7 @@ class SyncWorker:
         if request is None:
             return
         info = Connection(0, remote_ip, remote_port, self.local_ip, self.local_port, False)
-        response = SyncResponse(conn, request, info)
+        response = BlockingResponse(conn, request, info)
         response.headers = Headers(self.base_headers)
         response.started = _monotonic()
         conn.settimeout(self.write_timeout)
@@ -393,11 +352,13 @@ class SyncWorker:
         except OSError:
             pass
         if self.access is not None and request is not None:
-            logged = SyncResponse(conn, request, Connection(0, remote_ip, None, "", None, False))
+            logged = BlockingResponse(
+                conn, request, Connection(0, remote_ip, None, "", None, False)
+            )
             logged.status, logged.octets = error.status, len(error.body)  # type: ignore[arg-type]
             self.access.write(remote_ip, logged)
 
-    def _answer(self, conn: socket.socket, request: Request, response: SyncResponse) -> None:
+    def _answer(self, conn: socket.socket, request: Request, response: BlockingResponse) -> None:
         try:
             self.handler.run(request, response)
         except Exception as exc:
@@ -407,7 +368,7 @@ class SyncWorker:
             else:
                 response.aborted = True
             return
-        if response._answer == 2:  # write(): the adapter ended it
+        if response.streamed:  # write(): the adapter ended it
             return
         body = response.body
         if type(body) is list or type(body) is tuple:
@@ -430,13 +391,13 @@ class SyncWorker:
             head = response.head_bytes()
             if not response.send_body:
                 data = b""
-        response._head_sent = True
+        response.mark_head_sent()
         response.octets = len(data)
         conn.sendall(head + data if len(data) <= 65536 else head)
         if len(data) > 65536:
             conn.sendall(data)
 
-    def _stream(self, conn: socket.socket, request: Request, response: SyncResponse) -> None:
+    def _stream(self, conn: socket.socket, request: Request, response: BlockingResponse) -> None:
         """An iterable body: the head waits for its first part (a status set
         inside a generator is seen), chunked to an HTTP/1.1 client."""
         body = response.body
@@ -464,7 +425,7 @@ class SyncWorker:
             chunked = "chunked" in response.headers.tokens("Transfer-Encoding")
             send_body = response.send_body
             head = response.head_bytes()
-            response._head_sent = True
+            response.mark_head_sent()
             if not send_body:
                 conn.sendall(head)
                 return
@@ -493,22 +454,24 @@ class SyncWorker:
         finally:
             close_iterable(body)
 
-    def _plain_empty(self, conn: socket.socket, request: Request, response: SyncResponse) -> None:
+    def _plain_empty(
+        self, conn: socket.socket, request: Request, response: BlockingResponse
+    ) -> None:
         response.close = True
         response.prepare(request)
-        response._head_sent = True
+        response.mark_head_sent()
         conn.sendall(response.head_bytes())
 
-    def _error_500(self, conn: socket.socket, request: Request, response: SyncResponse) -> None:
+    def _error_500(self, conn: socket.socket, request: Request, response: BlockingResponse) -> None:
         error = Response.error(500, "the application raised", request)
         for name, value in self.base_headers:
             error.headers.add(name, value)
         error.prepare(request)
         response.status, response.octets = 500, len(error.body)  # type: ignore[arg-type]
-        response._head_sent = True
+        response.mark_head_sent()
         conn.sendall(error.head_bytes() + (error.body if error.send_body else b""))  # type: ignore[operator]
 
-    def _failed(self, response: SyncResponse, exc: Exception, where: str) -> None:
+    def _failed(self, response: BlockingResponse, exc: Exception, where: str) -> None:
         """The application raised: logged once, with the pid and the traceback
         (the same line ServerHTTP writes)."""
         remote_ip = response.connection.remote_ip

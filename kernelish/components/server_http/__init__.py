@@ -6,6 +6,7 @@
 """
 
 from ._accesslog import AccessLog as AccessLog
+from ._blocking import BlockingResponse as BlockingResponse
 from ._component import ServerHTTP as ServerHTTP
 from ._head import plain_head as plain_head
 from ._helpers import close_iterable as close_iterable
@@ -18,6 +19,7 @@ from ._status import prometheus_text as prometheus_text
 
 __all__ = [
     "AccessLog",
+    "BlockingResponse",
     "Connection",
     "ServerHTTP",
     "ServerHTTPParams",
