@@ -98,3 +98,45 @@ def test_the_runtime_module_is_a_leaf() -> None:
     ]
     # Only for type checking, and the first-use fallback to poe_kernel.
     assert set(imported) <= {"_kernel"}
+
+
+def _private_names(paths: list[Path]) -> set[str]:
+    """:func:`_private_attributes`, and the underscored names the modules'
+    classes define in their bodies (class attributes, methods)."""
+    names = _private_attributes(paths)
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            for item in node.body:
+                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                    names.add(item.target.id)
+                elif isinstance(item, ast.Assign):
+                    names.update(t.id for t in item.targets if isinstance(t, ast.Name))
+                elif isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                    names.add(item.name)
+    return {n for n in names if n.startswith("_") and not n.startswith("__")}
+
+
+def test_no_package_reads_another_packages_private_attributes() -> None:
+    """The same rule between every two packages (the Daemon, ServerHTTP, WSGI...):
+    a private attribute another package defines on its objects, and this package
+    does not, is never read or written here -- ``x._name`` with ``x`` not
+    ``self``/``cls``.  (The rule the sync worker once broke: the Daemon facade's
+    component reference, ServerResponse's fields.)"""
+    packages = sorted({p.parent for p in ROOT.rglob("__init__.py")})
+    private = {p: _private_names(sorted(p.glob("*.py"))) for p in packages}
+    offences = []
+    for package in packages:
+        others = set().union(*(names for p, names in private.items() if p != package))
+        # socket.socket._accept: the standard library's, which a kernelish class
+        # happens to name a method after.
+        foreign = others - private[package] - {"_accept"}
+        for path in sorted(package.glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.Attribute) or node.attr not in foreign:
+                    continue
+                if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                    continue
+                offences.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    assert offences == []
