@@ -59,7 +59,8 @@ import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from kernelish import ARG0, ARG1, ARG2, ARG3, HEAP, KERNEL, SESSION, HandlerArgs
+from kernelish import ARG0, ARG1, ARG2, ARG3, HEAP, KERNEL, SESSION, HandlerArgs, Session
+from kernelish._handlers import as_handler
 from kernelish.wheels import ReadWrite
 
 from .._shared import FilterFactory, with_args
@@ -166,6 +167,15 @@ class Connection:
             states["_child"] = _nothing  # POE's: not for the user's _default
         states.update(user)
         self.states = states
+        #: The same states as the kernel stores them (``{event: (handler,
+        #: None)}``), registered once for every connection of this server:
+        #: each connection's session gets a copy (Session.create_registered)
+        #: instead of registering them one by one.  None when the program
+        #: gave ObjectStates, PackageStates or a SessionType: Session.create
+        #: (the general path) then makes each session.
+        self.registered: dict[str, tuple[Callable[..., Any], Any]] | None = None
+        if p.session_type is Session and not p.object_states and not p.package_states:
+            self.registered = {name: (as_handler(func), None) for name, func in states.items()}
 
     # -- start ------------------------------------------------------------------
 

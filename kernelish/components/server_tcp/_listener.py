@@ -77,6 +77,7 @@ class Listener:
         self.acceptor: Callable[[HandlerArgs], Any] = p.acceptor or self._default_acceptor
         self.error: Callable[[HandlerArgs], Any] = p.error or default_server_error
         self.options = session_options(_OWNER, p.session_params)
+        self.session_options: dict[str, Any] | None = self.options.get("options")
         self.glue = DaemonGlue(self) if p.daemon else None
         #: The Daemon holds accepting (pre-forking parent, busy child...).
         self.held = False
@@ -200,14 +201,25 @@ class Listener:
         """Start the session of one connection."""
         connection = self.connection
         assert connection is not None
-        p = self.p
-        session = p.session_type.create(
-            inline_states=connection.states,
-            object_states=p.object_states,
-            package_states=p.package_states,
-            args=[sock, connection.client_args, address, port],
-            **self.options,
-        )
+        registered = connection.registered
+        session: Session | None
+        if registered is not None:
+            # The common case: the server's table of states, copied.
+            session = Session.create_registered(
+                registered.copy(),
+                {},
+                (sock, connection.client_args, address, port),
+                self.session_options,
+            )
+        else:
+            p = self.p
+            session = p.session_type.create(
+                inline_states=connection.states,
+                object_states=p.object_states,
+                package_states=p.package_states,
+                args=[sock, connection.client_args, address, port],
+                **self.options,
+            )
         if session is not None and session.alive:
             self.sessions.add(session.ID)
 
