@@ -181,8 +181,7 @@ class Connection:
 
     def start(self, _: HandlerArgs) -> None:
         """``_start``: heap keys, ClientPreConnect, TLS or the ReadWrite."""
-        heap = _[HEAP]
-        sock, address, port = _[ARG0], _[ARG2], _[ARG3]
+        heap, sock, address, port = _[HEAP, ARG0, ARG2, ARG3]
         heap["shutdown"] = False
         heap["shutdown_on_error"] = self.shutdown_on_error
         heap["connected"] = False
@@ -214,14 +213,18 @@ class Connection:
 
     def _connect(self, _: HandlerArgs, sock: Any, driver: TLSDriver | None) -> None:
         heap = _[HEAP]
-        params = dict(self.wheel_params)
-        if self.out_filter is not None:
-            params["InputFilter"], params["OutputFilter"] = self.in_filter(), self.out_filter()
+        if self.out_filter is None and driver is None:
+            # The common case: no dict made per connection for the wheel.
+            heap["client"] = ReadWrite(Handle=sock, Filter=self.in_filter(), **self.wheel_params)
         else:
-            params["Filter"] = self.in_filter()
-        if driver is not None:
-            params["Driver"] = driver
-        heap["client"] = ReadWrite(Handle=sock, **params)
+            params = dict(self.wheel_params)
+            if self.out_filter is not None:
+                params["InputFilter"], params["OutputFilter"] = self.in_filter(), self.out_filter()
+            else:
+                params["Filter"] = self.in_filter()
+            if driver is not None:
+                params["Driver"] = driver
+            heap["client"] = ReadWrite(Handle=sock, **params)
         heap["connected"] = True
         if self.connected is not None:
             self.connected(with_args(_, self.client_args))
