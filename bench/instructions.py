@@ -15,6 +15,11 @@ bare pre-forking child (``bench/servers/bare.py prefork 1``) is measured the
 same way, as the floor.  With ``KERNELISH_ROOT=/other/checkout`` the other
 checkout's kernelish is counted (its bench server too).
 
+``examples/server_tcp_preforking.py``'s server
+(``bench/servers/server_tcp_server.py``, ServerTCP(Daemon=True)) is counted
+with the same pool and load; ``--only servertcp --only glue`` runs just
+those two.
+
 Only user-space instructions are counted (no system calls, no page
 faults): the figure says how much Python work a connection costs.
 """
@@ -54,6 +59,14 @@ KERNELISH = (
 SERVERS = {
     "bare pre-forking child": (ROOT / "bench" / "servers" / "bare.py", ("prefork", "1")),
     "kernelish pre-forked child": (ROOT / "bench" / "servers" / "kernelish_server.py", KERNELISH),
+    # ServerTCP(Daemon=True): examples/server_tcp_preforking.py's server, same load and pool.
+    "ServerTCP pre-forked child": (ROOT / "bench" / "servers" / "server_tcp_server.py", KERNELISH),
+}
+#: ``--only``'s names for SERVERS, in its order.
+KEYS = {
+    "bare": "bare pre-forking child",
+    "glue": "kernelish pre-forked child",
+    "servertcp": "ServerTCP pre-forked child",
 }
 TIMEOUT = 120.0  # per step of a run under valgrind
 
@@ -147,6 +160,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--few", type=int, default=100)
     parser.add_argument("--many", type=int, default=600)
+    parser.add_argument(
+        "--only", action="append", choices=("bare", "glue", "servertcp"), help="these servers only"
+    )
     opts = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("valgrind is not installed: no instruction counts")
@@ -155,13 +171,20 @@ def main() -> None:
         parser.error("--many must be above --few")
     figures = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (script, argv) in SERVERS.items():
+        for (key, name), (script, argv) in zip(KEYS.items(), SERVERS.values(), strict=True):
+            if opts.only and key not in opts.only:
+                continue
             few = child_instructions(script, argv, opts.few, Path(tmp))
             many = child_instructions(script, argv, opts.many, Path(tmp))
             figures[name] = (many - few) / (opts.many - opts.few)
             emit(f"{name}: instructions per connection", figures[name], "Ir", group="instructions")
-    bare, ours = figures["bare pre-forking child"], figures["kernelish pre-forked child"]
-    emit("kernelish / bare", ours / bare, "x", group="instructions")
+    bare = figures.get("bare pre-forking child")
+    glue = figures.get("kernelish pre-forked child")
+    servertcp = figures.get("ServerTCP pre-forked child")
+    if bare and glue:
+        emit("kernelish / bare", glue / bare, "x", group="instructions")
+    if glue and servertcp:
+        emit("ServerTCP / kernelish glue", servertcp / glue, "x", group="instructions")
     table("Instructions per connection (callgrind, user space)")
 
 

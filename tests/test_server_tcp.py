@@ -358,6 +358,44 @@ def test_inline_object_package_states_session_params_and_type() -> None:
     stop_server(server)
 
 
+def test_the_quick_path_gives_each_connection_its_own_copy_of_the_states() -> None:
+    # Without ObjectStates, PackageStates or SessionType, every connection's
+    # session starts from one table of states registered once for the server
+    # (Session.create_registered): InlineStates and SessionParams are there,
+    # OBJECT is None, and a state one connection adds is not another's.
+    seen: list[Any] = []
+
+    def client_input(_: HandlerArgs) -> None:
+        seen.append((_[OBJECT], _[SESSION].options, _[ARG0]))
+        kernel = _[KERNEL]
+        if _[ARG0] == "add":
+            kernel.state("extra", lambda _: _[HEAP]["client"].put("extra"))
+        kernel.yield_("extra")
+        kernel.yield_("after")
+
+    server = ServerTCP(
+        **LOCAL,
+        ClientInput=client_input,
+        InlineStates={"after": lambda _: _[HEAP]["client"].put("after")},
+        SessionParams={"options": {"trace": 0}},
+    )
+    first = Peer(server.port)
+    first.send(b"add\r\n")
+    assert first.wait_lines(2) == [b"extra", b"after"]
+    second = Peer(server.port)
+    second.send(b"probe\r\n")
+    assert second.wait_lines(1) == [b"after"]
+    first.send(b"again\r\n")
+    assert first.wait_lines(4)[2:] == [b"extra", b"after"], "the first keeps its own state"
+    second.pump()
+    assert second.lines() == [b"after"], "the state the first added is not the second's"
+    assert [entry[0] for entry in seen] == [None, None, None]
+    assert all(entry[1] == {"trace": 0} for entry in seen)
+    first.close()
+    second.close()
+    stop_server(server)
+
+
 def test_ipv6_unix_and_hostname(tmp_path: Path) -> None:
     server = ServerTCP(Address="::1", Domain=socket.AF_INET6, ClientInput=echo)
     peer = Peer(server.port, host="::1", family=socket.AF_INET6)

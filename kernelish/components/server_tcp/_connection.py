@@ -59,7 +59,8 @@ import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from kernelish import ARG0, ARG1, ARG2, ARG3, HEAP, KERNEL, SESSION, HandlerArgs
+from kernelish import ARG0, ARG1, ARG2, ARG3, HEAP, KERNEL, SESSION, HandlerArgs, Session
+from kernelish._handlers import as_handler
 from kernelish.wheels import ReadWrite
 
 from .._shared import FilterFactory, with_args
@@ -166,13 +167,21 @@ class Connection:
             states["_child"] = _nothing  # POE's: not for the user's _default
         states.update(user)
         self.states = states
+        #: The same states as the kernel stores them (``{event: (handler,
+        #: None)}``), registered once for every connection of this server:
+        #: each connection's session gets a copy (Session.create_registered)
+        #: instead of registering them one by one.  None when the program
+        #: gave ObjectStates, PackageStates or a SessionType: Session.create
+        #: (the general path) then makes each session.
+        self.registered: dict[str, tuple[Callable[..., Any], Any]] | None = None
+        if p.session_type is Session and not p.object_states and not p.package_states:
+            self.registered = {name: (as_handler(func), None) for name, func in states.items()}
 
     # -- start ------------------------------------------------------------------
 
     def start(self, _: HandlerArgs) -> None:
         """``_start``: heap keys, ClientPreConnect, TLS or the ReadWrite."""
-        heap = _[HEAP]
-        sock, address, port = _[ARG0], _[ARG2], _[ARG3]
+        heap, sock, address, port = _[HEAP, ARG0, ARG2, ARG3]
         heap["shutdown"] = False
         heap["shutdown_on_error"] = self.shutdown_on_error
         heap["connected"] = False
@@ -204,14 +213,18 @@ class Connection:
 
     def _connect(self, _: HandlerArgs, sock: Any, driver: TLSDriver | None) -> None:
         heap = _[HEAP]
-        params = dict(self.wheel_params)
-        if self.out_filter is not None:
-            params["InputFilter"], params["OutputFilter"] = self.in_filter(), self.out_filter()
+        if self.out_filter is None and driver is None:
+            # The common case: no dict made per connection for the wheel.
+            heap["client"] = ReadWrite(Handle=sock, Filter=self.in_filter(), **self.wheel_params)
         else:
-            params["Filter"] = self.in_filter()
-        if driver is not None:
-            params["Driver"] = driver
-        heap["client"] = ReadWrite(Handle=sock, **params)
+            params = dict(self.wheel_params)
+            if self.out_filter is not None:
+                params["InputFilter"], params["OutputFilter"] = self.in_filter(), self.out_filter()
+            else:
+                params["Filter"] = self.in_filter()
+            if driver is not None:
+                params["Driver"] = driver
+            heap["client"] = ReadWrite(Handle=sock, **params)
         heap["connected"] = True
         if self.connected is not None:
             self.connected(with_args(_, self.client_args))

@@ -38,11 +38,12 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from kernelish import ARG0, HEAP, KERNEL, SENDER, SESSION, HandlerArgs, Session
+from kernelish import ARG0, ARG1, ARG2, HEAP, KERNEL, SENDER, SESSION, HandlerArgs, Session
 from kernelish._params import ParameterError, parse_params
+from kernelish.filters import Line
 from kernelish.wheels import SocketFactory
 
-from .._shared import SessionID, check_states, default_filter, filter_factory, session_options
+from .._shared import SessionID, check_states, filter_factory, session_options
 from ._connection import Connection, is_reserved
 from ._daemon import DaemonGlue
 from ._params import ServerTCPParams
@@ -74,9 +75,11 @@ class Listener:
         self.p = p
         self.connection = connection
         self.bind_address = _bind_address(p)
-        self.acceptor: Callable[[HandlerArgs], Any] = p.acceptor or self._default_acceptor
+        #: The program's Acceptor; None: the default one (:meth:`spawn`).
+        self.acceptor: Callable[[HandlerArgs], Any] | None = p.acceptor
         self.error: Callable[[HandlerArgs], Any] = p.error or default_server_error
         self.options = session_options(_OWNER, p.session_params)
+        self.session_options: dict[str, Any] | None = self.options.get("options")
         self.glue = DaemonGlue(self) if p.daemon else None
         #: The Daemon holds accepting (pre-forking parent, busy child...).
         self.held = False
@@ -191,23 +194,34 @@ class Listener:
         heap = _[HEAP]
         heap["connections"] += 1
         self.gate(heap)
-        self.acceptor(_)
-
-    def _default_acceptor(self, _: HandlerArgs) -> None:
-        self.spawn(_[ARG0], _[ARG0 + 1], _[ARG0 + 2])
+        if self.acceptor is not None:
+            self.acceptor(_)
+        else:  # the default Acceptor: a connection session
+            self.spawn(*_[ARG0, ARG1, ARG2])
 
     def spawn(self, sock: socket.socket, address: Any, port: Any) -> None:
         """Start the session of one connection."""
         connection = self.connection
         assert connection is not None
-        p = self.p
-        session = p.session_type.create(
-            inline_states=connection.states,
-            object_states=p.object_states,
-            package_states=p.package_states,
-            args=[sock, connection.client_args, address, port],
-            **self.options,
-        )
+        registered = connection.registered
+        session: Session | None
+        if registered is not None:
+            # The common case: the server's table of states, copied.
+            session = Session.create_registered(
+                registered.copy(),
+                {},
+                (sock, connection.client_args, address, port),
+                self.session_options,
+            )
+        else:
+            p = self.p
+            session = p.session_type.create(
+                inline_states=connection.states,
+                object_states=p.object_states,
+                package_states=p.package_states,
+                args=[sock, connection.client_args, address, port],
+                **self.options,
+            )
         if session is not None and session.alive:
             self.sessions.add(session.ID)
 
@@ -300,7 +314,7 @@ class ServerTCP(SessionID):
             else:
                 in_filter = filter_factory(_OWNER, "ClientFilter", p.client_filter)
                 out_filter = None
-            connection = Connection(p, in_filter or default_filter, out_filter)
+            connection = Connection(p, in_filter or Line, out_filter)
         listener = Listener(p, connection)
         session = p.session_type.create(
             inline_states=listener.states(), args=list(p.listener_args), **listener.options
