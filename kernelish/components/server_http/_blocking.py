@@ -9,7 +9,7 @@ import socket
 
 from kernelish.http import Request
 
-from ._response import NOT_YET, SEND, Connection, ServerResponse
+from ._response import SEND, Connection, ServerResponse
 
 __all__ = ["BlockingResponse"]
 
@@ -55,12 +55,6 @@ class BlockingResponse(ServerResponse):
             sock.sendall(b"%x\r\n%s\r\n" % (len(data), data) if self._chunked else data)
         return 0
 
-    def done(self) -> None:
-        if self.aborted or self._ended:
-            return
-        if self._answer == NOT_YET:
-            self.respond()
-            return
-        self._ended = True
+    def _body_ended(self) -> None:
         if self._chunked and self.send_body:
             self._sock.sendall(b"0\r\n\r\n")

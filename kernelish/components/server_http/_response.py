@@ -150,6 +150,10 @@ class ServerResponse(Response):
             self.respond()
             return
         self._ended = True
+        self._body_ended()
+
+    def _body_ended(self) -> None:
+        """After ``send``: the body's end goes to the connection."""
         if self._conn is not None:
             self._conn.ready(self)
 
