@@ -419,9 +419,19 @@ def test_slowloris_holds_one_worker_for_the_header_timeout(
             except OSError:
                 answer.append(b"")
 
+    def held_by_a_worker() -> bool:
+        for pid in served.children():
+            try:
+                conns = psutil.Process(pid).net_connections()
+            except psutil.NoSuchProcess:
+                continue
+            if any(c.status == psutil.CONN_ESTABLISHED for c in conns):
+                return True
+        return False
+
     client = threading.Thread(target=slowloris)
     client.start()
-    time.sleep(0.3)
+    wait_until(held_by_a_worker, 5, "a worker to hold the slow client")
     # Meanwhile the other worker answers; the parent never holds a connection.
     for _ in range(3):
         assert served.get(timeout=5)[0] == 200
